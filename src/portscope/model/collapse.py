@@ -1,0 +1,91 @@
+"""Collapsing the dominant port states into ``extraports`` and expanding them back.
+
+In memory a scan holds every port it decided. Output formats list the interesting
+ports one by one and summarise large groups (like nmap's "Not shown: 65480 closed
+tcp ports (conn-refused)"), but always with the exact port list, so nothing is lost:
+``expand_host(collapse_host(h)) == h`` up to port order.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+
+from portscope.model.core import ExtraPorts, ExtraReason, Host, PortResult, PortState, Protocol
+
+DEFAULT_COLLAPSE_THRESHOLD = 25
+"""A state group with more ports than this is summarised (nmap uses 25 too)."""
+
+# states that are never collapsed: what a user is looking for
+_NEVER_COLLAPSE = frozenset({PortState.OPEN})
+
+
+def format_port_list(ports: Iterable[int]) -> str:
+    """``[1, 2, 3, 7]`` -> ``"1-3,7"``."""
+    out: list[str] = []
+    items = sorted(set(ports))
+    i = 0
+    while i < len(items):
+        j = i
+        while j + 1 < len(items) and items[j + 1] == items[j] + 1:
+            j += 1
+        out.append(str(items[i]) if i == j else f"{items[i]}-{items[j]}")
+        i = j + 1
+    return ",".join(out)
+
+
+def iter_port_list(text: str) -> Iterator[int]:
+    """Inverse of :func:`format_port_list` (no names, no protocols)."""
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "-" in part:
+            a, b = part.split("-", 1)
+            yield from range(int(a), int(b) + 1)
+        else:
+            yield int(part)
+
+
+def collapse_host(host: Host, threshold: int = DEFAULT_COLLAPSE_THRESHOLD) -> Host:
+    """Move every state group larger than *threshold* (except open ports, and ports that
+    carry a service) into ``extraports``."""
+    if threshold < 0:
+        return host
+    groups: dict[PortState, list[PortResult]] = defaultdict(list)
+    for p in host.ports:
+        groups[p.state].append(p)
+    keep: list[PortResult] = []
+    extras: list[ExtraPorts] = list(host.extraports)
+    for state, ports in groups.items():
+        collapsible = [p for p in ports if p.service is None and p.ttl is None]
+        if state in _NEVER_COLLAPSE or len(ports) <= threshold or len(collapsible) <= threshold:
+            keep.extend(ports)
+            continue
+        keep.extend(p for p in ports if not (p.service is None and p.ttl is None))
+        by_reason: dict[tuple[str, Protocol], list[int]] = defaultdict(list)
+        for p in collapsible:
+            by_reason[(p.reason, p.protocol)].append(p.port)
+        reasons = tuple(
+            ExtraReason(reason=r, count=len(nums), protocol=proto, ports=format_port_list(nums))
+            for (r, proto), nums in sorted(by_reason.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+        )
+        extras.append(ExtraPorts(state=state, count=len(collapsible), reasons=reasons))
+    keep.sort(key=lambda p: (p.protocol.value, p.port))
+    return replace(host, ports=tuple(keep), extraports=tuple(extras))
+
+
+def expand_host(host: Host) -> Host:
+    """Turn ``extraports`` back into individual :class:`PortResult` entries."""
+    if not host.extraports:
+        return host
+    ports = list(host.ports)
+    for group in host.extraports:
+        for r in group.reasons:
+            ports.extend(
+                PortResult(port=n, protocol=r.protocol, state=group.state, reason=r.reason)
+                for n in iter_port_list(r.ports)
+            )
+    ports.sort(key=lambda p: (p.protocol.value, p.port))
+    return replace(host, ports=tuple(ports), extraports=())
