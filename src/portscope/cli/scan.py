@@ -1,0 +1,323 @@
+"""``portscope scan``: find which ports answer, like nmap, with portscope's outputs."""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+import click
+
+from portscope.cli.common import Outputs, output_options, requested_outputs, stderr_is_tty
+from portscope.engine.scan import ScanOptions, Scanner
+from portscope.engine.timing import template
+from portscope.errors import EXIT_INTERRUPTED, UsageError
+from portscope.model import PortResult, ScanRun
+from portscope.probes import get as get_scan_type
+from portscope.targets import (
+    PortSpec,
+    TargetSet,
+    parse_ports,
+    parse_targets,
+    read_target_file,
+    service_db,
+    top_ports,
+)
+from portscope.targets.ports import merge
+
+DEFAULT_TOP_PORTS = 1000
+LARGE_SCAN = 100_000  # probes: print a summary of what will be sent first
+
+
+def scan_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The target/port/timing options shared by scan, audit and watch."""
+    opts = [
+        click.argument("targets", nargs=-1, metavar="TARGETS..."),
+        click.option("-p", "ports", metavar="PORTS",
+                     help="ports: 22,80,443 | 1-1024 | - (all) | U:53,T:80 | ssh,http"),
+        click.option("--top-ports", type=int, metavar="N",
+                     help=f"the N most commonly open ports (default {DEFAULT_TOP_PORTS})"),
+        click.option("--exclude-ports", metavar="PORTS", help="ports not to scan"),
+        click.option("-s", "scan_flags", multiple=True, metavar="TYPE",
+                     help="scan type: -sT connect (default), -sn discovery only; "
+                          "see 'portscope scan --help-scan-types'"),
+        click.option("-Pn", "skip_discovery", is_flag=True,
+                     help="treat all hosts as up: skip host discovery"),
+        click.option("-T", "timing_level", type=int, default=3, show_default=True,
+                     metavar="0-5", help="timing template (0 paranoid ... 5 insane)"),
+        click.option("--min-rate", type=float, metavar="PPS", help="send at least this rate"),
+        click.option("--max-rate", type=float, metavar="PPS", help="send at most this rate"),
+        click.option("--max-retries", type=int, metavar="N", help="retransmissions at most"),
+        click.option("--max-parallelism", type=int, metavar="N", help="probes in flight at most"),
+        click.option("--scan-delay", type=float, metavar="SECONDS",
+                     help="wait between probes"),
+        click.option("--host-timeout", type=float, metavar="SECONDS",
+                     help="give up on a host after this long"),
+        click.option("--min-rtt-timeout", type=float, metavar="SECONDS"),
+        click.option("--max-rtt-timeout", type=float, metavar="SECONDS"),
+        click.option("--initial-rtt-timeout", type=float, metavar="SECONDS"),
+        click.option("-iL", "input_list", metavar="FILE",
+                     help="read targets from FILE (one or more a line, # comments; - = stdin)"),
+        click.option("--exclude", metavar="SPECS", multiple=True,
+                     help="targets to leave out (comma separated)"),
+        click.option("--excludefile", metavar="FILE", help="targets to leave out, from FILE"),
+        click.option("-6", "ipv6", is_flag=True, help="resolve host names to IPv6 addresses"),
+        click.option("--seed", type=int, help="seed of the random probe order (reproducible)"),
+        click.option("-r", "sequential", is_flag=True, help="probe in sequential order"),
+        click.option("--shard", metavar="I/N",
+                     help="scan only shard I of N (0-based) of the probe space"),
+    ]
+    for opt in reversed(opts):
+        func = opt(func)
+    return func
+
+
+@dataclass
+class PreparedScan:
+    targets: TargetSet
+    options: ScanOptions
+
+
+def _parse_shard(text: str | None) -> tuple[int, int]:
+    if not text:
+        return (0, 1)
+    try:
+        i_s, n_s = text.split("/", 1)
+        i, n = int(i_s), int(n_s)
+    except ValueError:
+        raise UsageError(f"--shard takes I/N, e.g. 0/4, not {text!r}") from None
+    if n < 1 or not 0 <= i < n:
+        raise UsageError(f"--shard {text}: need 0 <= I < N")
+    return (i, n)
+
+
+def prepare(kw: dict[str, Any], *, argv: list[str] | None = None) -> PreparedScan:
+    """Turn parsed command-line options into targets and scan options."""
+    specs = list(kw["targets"])
+    if kw.get("input_list"):
+        specs.extend(read_target_file(kw["input_list"]))
+    if not specs:
+        raise UsageError("no targets given (e.g. 'portscope scan 127.0.0.1'; -iL FILE reads "
+                         "targets from a file)")
+    excludes: list[str] = list(kw.get("exclude") or ())
+    if kw.get("excludefile"):
+        excludes.extend(read_target_file(kw["excludefile"]))
+
+    flags: list[str] = []
+    discovery_only = False
+    for f in kw.get("scan_flags") or ():
+        for letter in f:
+            if letter == "n":
+                discovery_only = True
+            elif letter not in flags:
+                flags.append(letter)
+    for letter in flags:
+        get_scan_type(letter)  # unknown types fail here with a list of known ones
+    if not flags:
+        flags = ["T"]
+    protocols = tuple(dict.fromkeys(get_scan_type(f).protocol for f in flags))
+
+    db = service_db()
+    if kw.get("ports") and kw.get("top_ports"):
+        ports = merge(parse_ports(kw["ports"], protocols, db=db),
+                      top_ports(kw["top_ports"], protocols, db=db))
+    elif kw.get("ports"):
+        ports = parse_ports(kw["ports"], protocols, db=db)
+    else:
+        ports = top_ports(kw.get("top_ports") or DEFAULT_TOP_PORTS, protocols, db=db)
+    if kw.get("exclude_ports"):
+        ports = ports.without(parse_ports(kw["exclude_ports"], ("tcp", "udp"), db=db))
+    for proto in ports.protocols:
+        if proto not in protocols:
+            raise UsageError(f"{proto.upper()} ports given but no {proto.upper()} scan "
+                             f"requested (add -sU for UDP)" if proto == "udp" else
+                             f"TCP ports given but only UDP scans requested")
+    ports = PortSpec(tcp=ports.tcp if "tcp" in protocols else (),
+                     udp=ports.udp if "udp" in protocols else ())
+    if not ports and not discovery_only:
+        raise UsageError("no ports left to scan")
+
+    timing = template(kw.get("timing_level", 3)).with_overrides(
+        max_retries=kw.get("max_retries"), max_rate=kw.get("max_rate"),
+        min_rate=kw.get("min_rate"), max_parallel=kw.get("max_parallelism"),
+        scan_delay=kw.get("scan_delay"), host_timeout=kw.get("host_timeout"),
+        min_rtt_timeout=kw.get("min_rtt_timeout"), max_rtt_timeout=kw.get("max_rtt_timeout"),
+        initial_rtt_timeout=kw.get("initial_rtt_timeout"),
+    )
+    targets = parse_targets(specs, exclude=excludes, ipv6=bool(kw.get("ipv6")))
+    command = shlex.join(["portscope", *(argv if argv is not None else sys.argv[1:])])
+    options = ScanOptions(
+        ports=ports, scan_types=tuple(flags), timing=timing, seed=kw.get("seed"),
+        skip_discovery=bool(kw.get("skip_discovery")), discovery_only=discovery_only,
+        randomize=not kw.get("sequential"), shard=_parse_shard(kw.get("shard")),
+        command=command,
+    )
+    return PreparedScan(targets, options)
+
+
+@contextmanager
+def _interrupts(scanner: Scanner) -> Iterator[list[bool]]:
+    """First Ctrl-C stops the scan cleanly (outputs are finished, marked incomplete);
+    a second one aborts."""
+    hit: list[bool] = []
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if hit:
+            raise KeyboardInterrupt
+        hit.append(True)
+        click.echo("\nportscope: stopping (Ctrl-C again to abort) ...", err=True)
+        scanner.stop()
+
+    old_int = signal.signal(signal.SIGINT, handler)
+    old_term = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield hit
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+
+
+class _Progress:
+    """A Rich progress bar on a terminal; nothing on a pipe."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._progress: Any = None
+        self._task: Any = None
+        self.open_seen = 0
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[open]} open"), TimeRemainingColumn(),
+                console=Console(stderr=True), transient=True)
+            self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+    def phase(self, name: str, total: int) -> None:
+        if self._progress is None:
+            return
+        if self._task is not None:
+            self._progress.remove_task(self._task)
+        self._task = self._progress.add_task(name, total=total, open=self.open_seen)
+
+    def advance(self, result: PortResult) -> None:
+        if self._progress is None or self._task is None:
+            return
+        if result.state.value == "open":
+            self.open_seen += 1
+        self._progress.update(self._task, advance=1, open=self.open_seen)
+
+
+def execute(prepared: PreparedScan, outputs: Outputs, *, progress: bool,
+            on_port: Callable[[str, PortResult], None] | None = None) -> ScanRun:
+    """Run a prepared scan, streaming to *outputs*; returns the (maybe incomplete) run."""
+    bar = _Progress(progress)
+
+    def port_cb(address: str, result: PortResult) -> None:
+        outputs.port(address, result)
+        bar.advance(result)
+        if on_port:
+            on_port(address, result)
+
+    scanner = Scanner(prepared.targets, prepared.options, on_port=port_cb,
+                      on_host=outputs.host, on_start=outputs.start, on_phase=bar.phase)
+    with _interrupts(scanner), bar:
+        run = scanner.run()
+    outputs.finish(run)
+    return run
+
+
+def summary_line(prepared: PreparedScan) -> str:
+    o = prepared.options
+    hosts = prepared.targets.count()
+    nports = len(o.ports)
+    types = " ".join(f"-s{f}" for f in o.scan_types)
+    probes = hosts * nports
+    return (f"portscope: {hosts:,} host(s) x {nports:,} port(s) = {probes:,} probes "
+            f"({types}, -T{_level(o.timing.name)} {o.timing.name}"
+            f"{', max ' + format(o.timing.max_rate, ',.0f') + ' pps' if o.timing.max_rate else ''})")
+
+
+def _level(name: str) -> int:
+    from portscope.engine.timing import TEMPLATES
+
+    return next((k for k, t in TEMPLATES.items() if t.name == name), 3)
+
+
+@click.command("scan", context_settings={"help_option_names": ["-h", "--help"],
+                                         "max_content_width": 100})
+@scan_options
+@output_options
+@click.option("--open", "only_open", is_flag=True, help="show only open (or possibly open) ports")
+@click.option("--no-progress", is_flag=True, help="no progress bar, even on a terminal")
+@click.option("-v", "verbose", count=True, help="more detail")
+def command(**kw: Any) -> None:
+    """Scan TARGETS for open ports (default: the 1000 most common TCP ports, -sT).
+
+    \b
+    Targets: 198.18.0.2  198.18.0.0/24  198.18.0.1-20  198.18.1-3.1-254
+             2001:db8::/120  host.example  (-iL FILE, --exclude, --excludefile)
+    Examples:
+      portscope scan 127.0.0.1
+      portscope scan -p- -T4 198.18.0.2 --json out.json
+      portscope scan -p 22,80,443 198.18.0.0/24 -oX scan.xml
+    """
+    prepared = prepare(kw)
+    outputs = Outputs(requested_outputs(kw))
+    try:
+        probes = prepared.targets.count() * len(prepared.options.ports)
+        if stderr_is_tty() or probes >= LARGE_SCAN:
+            click.echo(summary_line(prepared), err=True)
+        progress = stderr_is_tty() and not kw["no_progress"]
+        run = execute(prepared, outputs, progress=progress)
+    finally:
+        outputs.close()
+    if not outputs.to_stdout:
+        show(run, only_open=kw["only_open"])
+    if not run.complete:
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def show(run: ScanRun, *, only_open: bool = False) -> None:
+    """Print the result table: Rich on a terminal, nmap-style text on a pipe."""
+    from dataclasses import replace
+
+    from portscope.model import PortState
+
+    if only_open:
+        keep = (PortState.OPEN, PortState.OPEN_FILTERED)
+        run = replace(run, hosts=tuple(
+            replace(h, ports=tuple(p for p in h.ports if p.state in keep), extraports=())
+            for h in run.hosts))
+    if sys.stdout.isatty():
+        from rich.console import Console
+
+        from portscope.report.terminal import render_terminal
+
+        console = Console()
+        console.print(render_terminal(run))
+    else:
+        from portscope.report import render
+
+        sys.stdout.write(render("normal", run))
+        sys.stdout.flush()

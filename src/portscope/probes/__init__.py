@@ -1,0 +1,37 @@
+"""Scan types: one module per type, one registry line each.
+
+A scan type declares what it is (name, nmap flag, protocol, whether it needs raw
+sockets) and the pure logic that turns what the network said into a port state
+with its reason. Engines in ``portscope.engine`` do the sending and receiving.
+"""
+
+from __future__ import annotations
+
+from portscope.errors import UsageError
+from portscope.probes.base import ScanType
+
+
+REGISTRY: dict[str, ScanType] = {}
+
+
+def register(scan_type: ScanType) -> ScanType:
+    if scan_type.flag in REGISTRY:
+        raise ValueError(f"scan type -s{scan_type.flag} registered twice")
+    REGISTRY[scan_type.flag] = scan_type
+    return scan_type
+
+
+def get(flag: str) -> ScanType:
+    try:
+        return REGISTRY[flag]
+    except KeyError:
+        known = " ".join(f"-s{f}" for f in sorted(REGISTRY))
+        raise UsageError(f"unknown scan type -s{flag} (known: {known})") from None
+
+
+# ---- the registry: add new scan types here -------------------------------------------
+from portscope.probes import connect as _connect  # noqa: E402  (after ScanType)
+
+register(_connect.SCAN_TYPE)
+
+__all__ = ["REGISTRY", "ScanType", "get", "register"]

@@ -1,0 +1,135 @@
+"""A keyed pseudo-random permutation of ``[0, n)`` and the (host, port) probe space.
+
+The permutation is a small Feistel network over a ``a × b >= n`` rectangle with
+cycle walking (the construction masscan calls BlackRock; this is our own code).
+It is a bijection for every key, needs O(1) memory, and maps an index to its
+image in a few microseconds, so a scan can start at any index (resume) and
+split the space into disjoint, complete shards (``shard(i, n)``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from portscope.targets.hosts import TargetSet
+from portscope.targets.ports import PortSpec
+
+_M64 = (1 << 64) - 1
+_ROUNDS = 6
+
+
+def derive_key(seed: int, purpose: str = "permutation") -> int:
+    """A 64-bit key from a user seed (stable across runs and platforms)."""
+    digest = hashlib.blake2b(f"{purpose}:{seed}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+class Permutation:
+    """A keyed bijection on ``[0, n)``."""
+
+    __slots__ = ("_a", "_b", "_keys", "n")
+
+    def __init__(self, n: int, key: int) -> None:
+        if n < 0:
+            raise ValueError("n must be >= 0")
+        self.n = n
+        a = max(1, math.isqrt(max(n - 1, 0)))
+        while a * a < n:
+            a += 1
+        b = a
+        while a * (b - 1) >= n and b > 1:
+            b -= 1
+        self._a, self._b = a, b
+        self._keys = tuple(
+            int.from_bytes(hashlib.blake2b(key.to_bytes(8, "big") + bytes([r]),
+                                           digest_size=8).digest(), "big")
+            for r in range(_ROUNDS)
+        )
+
+    @staticmethod
+    def _f(k: int, x: int) -> int:
+        # splitmix64-style mixing of (x xor key): cheap, well spread, not cryptographic
+        z = ((x ^ k) + 0x9E3779B97F4A7C15) & _M64
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+        return z ^ (z >> 31)
+
+    def _encrypt(self, m: int) -> int:
+        a, b = self._a, self._b
+        left, right = m % a, m // a
+        for r, k in enumerate(self._keys):
+            mod = a if r % 2 == 0 else b
+            left, right = right, (left + self._f(k, right)) % mod
+        # after an even number of rounds (left in [0,a), right in [0,b) again)
+        return a * right + left
+
+    def __getitem__(self, i: int) -> int:
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        c = self._encrypt(i)
+        while c >= self.n:  # cycle walking: stays inside [0, n)
+            c = self._encrypt(c)
+        return c
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        for i in range(self.n):
+            yield self[i]
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    index: int  # position in the permuted order (for resume)
+    address: str
+    protocol: str
+    port: int
+
+
+class ProbeSpace:
+    """All (address, protocol, port) probes of a scan, in keyed random order.
+
+    Position ``i`` of the walk is ``perm[i]`` decoded as ``host * nports + port``.
+    Excluded addresses are skipped. ``shard(i, n)`` walks positions ``i, i+n, ...``,
+    so shards are disjoint and together complete. ``start`` resumes a walk.
+    """
+
+    def __init__(self, targets: TargetSet, ports: PortSpec, *, seed: int = 0,
+                 randomize: bool = True) -> None:
+        self.targets = targets
+        self.ports = ports
+        self.nports = len(ports)
+        self.size = targets.raw_size * self.nports
+        self.seed = seed
+        self.randomize = randomize
+        self._perm = Permutation(self.size, derive_key(seed)) if randomize else None
+        self._last_host = -1
+        self._last_addr: str | None = None
+
+    def __len__(self) -> int:
+        return self.size
+
+    def decode(self, j: int) -> tuple[str | None, str, int]:
+        h, p = divmod(j, self.nports) if self.nports else (0, 0)
+        proto, port = self.ports.pair_at(p)
+        if h != self._last_host:
+            self._last_host, self._last_addr = h, self.targets.address_at(h)
+        return self._last_addr, proto, port
+
+    def walk(self, *, start: int = 0, shard: tuple[int, int] = (0, 1)) -> Iterator[Probe]:
+        k, n = shard
+        if not (n >= 1 and 0 <= k < n):
+            raise ValueError(f"bad shard {k}/{n}")
+        perm = self._perm
+        first = start
+        if first % n != k:  # align to this shard's positions
+            first += (k - first) % n
+        for i in range(first, self.size, n):
+            j = perm[i] if perm is not None else i
+            addr, proto, port = self.decode(j)
+            if addr is not None:
+                yield Probe(i, addr, proto, port)

@@ -1,0 +1,139 @@
+"""Service names for ports, and the ``--top-ports`` ranking.
+
+Names come from maintained sources, read at run time, first match wins:
+
+1. the system's services database (``/etc/services``; on Debian the ``netbase``
+   package, kept in step with the IANA Service Name and Port Number Registry);
+2. nmap's ``nmap-services`` when nmap is installed (more names, and open frequencies);
+3. the project's own ``data/top-ports.tsv`` (names for the ranked ports only).
+
+``--top-ports N`` ranks ports by how often they are found open in practice. When
+nmap is installed, portscope uses the open-frequency column of the installed
+``nmap-services`` (measured by the nmap project in Internet-wide scans; read at run
+time, never copied into this project). Without nmap it falls back to the built-in
+``data/top-ports.tsv``: a list the portscope developers compiled from the services that
+administrators commonly expose (see the file's header), followed by the remaining
+well-known ports in numeric order. ``portscope scan --top-ports-source`` tells which
+one is in use.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+
+SYSTEM_SERVICES = "/etc/services"
+NMAP_SERVICES_PATHS = (
+    "/usr/share/nmap/nmap-services",
+    "/usr/local/share/nmap/nmap-services",
+    "/opt/homebrew/share/nmap/nmap-services",
+)
+
+
+@dataclass
+class ServiceDB:
+    by_port: dict[tuple[str, int], str] = field(default_factory=dict)
+    by_name: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    # (proto, port) -> open frequency (higher = more often open), from nmap-services
+    frequency: dict[tuple[str, int], float] = field(default_factory=dict)
+    ranking_source: str = ""
+    builtin_rank: list[tuple[str, int]] = field(default_factory=list)
+
+    def add(self, name: str, proto: str, port: int, *, override: bool = False) -> None:
+        key = (proto, port)
+        if override or key not in self.by_port:
+            self.by_port[key] = name
+        entries = self.by_name.setdefault(name.lower(), [])
+        if key not in entries:
+            entries.append(key)
+
+    def name(self, port: int, proto: str = "tcp") -> str | None:
+        return self.by_port.get((proto, port))
+
+    def lookup(self, name: str) -> list[tuple[str, int]]:
+        """(proto, port) pairs registered for a service name (case-insensitive)."""
+        return list(self.by_name.get(name.lower(), []))
+
+    def top(self, n: int, proto: str) -> list[int]:
+        """The *n* ports of *proto* most often found open (see module docstring)."""
+        if self.frequency:
+            ranked = sorted(((f, p) for (pr, p), f in self.frequency.items() if pr == proto),
+                            key=lambda fp: (-fp[0], fp[1]))
+            ports = [p for _, p in ranked]
+        else:
+            ports = [p for pr, p in self.builtin_rank if pr == proto]
+        if len(ports) < n:
+            seen = set(ports)
+            ports.extend(p for p in range(1, 65536) if p not in seen)
+        return ports[:n]
+
+
+def _parse_services_file(text: str, db: ServiceDB, *, with_frequency: bool) -> None:
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split()
+        if len(parts) < 2 or "/" not in parts[1]:
+            continue
+        port_s, _, proto = parts[1].partition("/")
+        if proto not in ("tcp", "udp") or not port_s.isdigit():
+            continue
+        port = int(port_s)
+        if not 0 <= port <= 65535:
+            continue
+        name = parts[0]
+        db.add(name, proto, port)
+        for alias in parts[2:] if not with_frequency else ():
+            db.add(alias, proto, port)
+        if with_frequency and len(parts) >= 3:
+            try:
+                db.frequency[(proto, port)] = float(parts[2])
+            except ValueError:
+                pass
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
+def load_builtin_rank() -> list[tuple[str, int, str]]:
+    text = resources.files("portscope.data").joinpath("top-ports.tsv").read_text("utf-8")
+    out: list[tuple[str, int, str]] = []
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        proto, port, name = (line.split("\t") + ["", "", ""])[:3]
+        out.append((proto.strip(), int(port), name.strip()))
+    return out
+
+
+@lru_cache(maxsize=1)
+def service_db() -> ServiceDB:
+    """The process-wide service database (read once)."""
+    db = ServiceDB()
+    system = _read(os.environ.get("PORTSCOPE_SERVICES", SYSTEM_SERVICES))
+    if system:
+        _parse_services_file(system, db, with_frequency=False)
+    nmap_path = os.environ.get("PORTSCOPE_NMAP_SERVICES")
+    candidates = (nmap_path,) if nmap_path is not None else NMAP_SERVICES_PATHS
+    for path in candidates:
+        text = _read(path) if path else None
+        if text:
+            _parse_services_file(text, db, with_frequency=True)
+            if db.frequency:
+                db.ranking_source = f"nmap open-frequency data ({path})"
+            break
+    for proto, port, name in load_builtin_rank():
+        db.builtin_rank.append((proto, port))
+        if name:
+            db.add(name, proto, port)
+    if not db.ranking_source:
+        db.ranking_source = "portscope built-in list (data/top-ports.tsv)"
+    return db
