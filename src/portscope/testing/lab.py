@@ -245,7 +245,8 @@ def multiport_chunks(ports: Iterable[int], *, slots: int = 15) -> list[str]:
 
 
 def port_match(chunk: str) -> list[str]:
-    if "," in chunk or chunk.count(":") > 1:
+    """iptables match for one :func:`multiport_chunks` item (a port, a range or a list)."""
+    if "," in chunk:
         return ["-m", "multiport", "--dports", chunk]
     return ["--dport", chunk]
 
@@ -352,6 +353,9 @@ def _run(
 
 
 def _probe() -> str | None:
+    disabled = os.environ.get("PORTSCOPE_LAB_DISABLE")
+    if disabled:
+        return f"disabled by PORTSCOPE_LAB_DISABLE ({disabled})"
     if not sys.platform.startswith("linux"):
         return f"network namespaces need Linux (this is {sys.platform})"
     if os.geteuid() != 0:
@@ -386,7 +390,8 @@ def _probe() -> str | None:
 
 
 def unavailable_reason() -> str | None:
-    """Why the lab cannot run here, or None when it can (probed once per process)."""
+    """Why the lab cannot run here, or None when it can (probed once per process).
+    ``PORTSCOPE_LAB_DISABLE=<why>`` turns the lab off on purpose."""
     global _availability
     with _availability_lock:
         if _availability is False:
