@@ -367,7 +367,7 @@ def _probe() -> str | None:
     if missing:
         return f"missing {', '.join(missing)}: install the Debian packages iproute2 and iptables"
     ip = _tool("ip")
-    name = ns_name(os.getpid(), 0) + "probe"
+    name = ns_name(os.getpid(), 0)  # hosts count from 1; cleanup_stale knows the pattern
     try:
         _run([ip, "netns", "add", name], timeout=15)
     except LabError as exc:
@@ -408,12 +408,21 @@ def require_lab() -> None:
 
 
 @contextlib.contextmanager
-def machine_lock() -> Iterator[None]:
+def machine_lock(timeout: float = 120.0) -> Iterator[None]:
     """The cross-process lock that serializes allocation and guard-route changes."""
     LOCK_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
-    fd = os.open(LOCK_DIR / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    path = LOCK_DIR / "lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise LabError(f"{path} held by another process for {timeout}s") from None
+                time.sleep(0.01)
         yield
     finally:
         os.close(fd)  # releases the lock
