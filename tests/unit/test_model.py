@@ -33,7 +33,8 @@ T0 = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
 
 
 def sample_run() -> ScanRun:
-    svc = Service(name="ssh", product="OpenSSH", version="9.2p1", cpe=("cpe:2.3:a:openbsd:openssh:9.2p1:*:*:*:*:*:*:*",),
+    svc = Service(name="ssh", product="OpenSSH", version="9.2p1",
+                  cpe=("cpe:2.3:a:openbsd:openssh:9.2p1:*:*:*:*:*:*:*",),
                   banner="SSH-2.0-OpenSSH_9.2p1 Debian-2", method="banner", confidence=10,
                   extra={"kex": ["curve25519-sha256"]})
     f = Finding(id="f1", check="cleartext-login", severity=Severity.HIGH,

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> Any:
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115
         finally:
             sys.exit(0)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         if os.environ.get("PORTSCOPE_DEBUG"):
             raise
         fail(f"internal error: {exc.__class__.__name__}: {exc} "

@@ -74,7 +74,7 @@ class Outputs:
         for o in self.outputs:
             try:
                 o.close()
-            except Exception:  # noqa: BLE001, S110
+            except Exception:
                 pass
 
 

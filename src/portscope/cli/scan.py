@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from portscope.cli.common import Outputs, output_options, requested_outputs, stderr_is_tty
-from portscope.engine.scan import ScanOptions, Scanner
+from portscope.engine.scan import Scanner, ScanOptions
 from portscope.engine.timing import template
 from portscope.errors import EXIT_INTERRUPTED, UsageError
 from portscope.model import PortResult, ScanRun
@@ -136,7 +136,7 @@ def prepare(kw: dict[str, Any], *, argv: list[str] | None = None) -> PreparedSca
         if proto not in protocols:
             raise UsageError(f"{proto.upper()} ports given but no {proto.upper()} scan "
                              f"requested (add -sU for UDP)" if proto == "udp" else
-                             f"TCP ports given but only UDP scans requested")
+                             "TCP ports given but only UDP scans requested")
     ports = PortSpec(tcp=ports.tcp if "tcp" in protocols else (),
                      udp=ports.udp if "udp" in protocols else ())
     if not ports and not discovery_only:
@@ -253,9 +253,9 @@ def summary_line(prepared: PreparedScan) -> str:
     nports = len(o.ports)
     types = " ".join(f"-s{f}" for f in o.scan_types)
     probes = hosts * nports
+    rate = f", max {o.timing.max_rate:,.0f} pps" if o.timing.max_rate else ""
     return (f"portscope: {hosts:,} host(s) x {nports:,} port(s) = {probes:,} probes "
-            f"({types}, -T{_level(o.timing.name)} {o.timing.name}"
-            f"{', max ' + format(o.timing.max_rate, ',.0f') + ' pps' if o.timing.max_rate else ''})")
+            f"({types}, -T{_level(o.timing.name)} {o.timing.name}{rate})")
 
 
 def _level(name: str) -> int:

@@ -247,7 +247,11 @@ class ConnectEngine:
                         wait = min(wait, bucket.wait_time(now))
                     else:
                         wait = 0.0
-                events = ep.poll(wait, 4096) if inflight else (time.sleep(wait) or [])
+                if inflight:
+                    events = ep.poll(wait, 4096)
+                else:
+                    time.sleep(wait)
+                    events = []
                 now = clock()
                 for fd, _ev in events:
                     fl = inflight.pop(fd, None)

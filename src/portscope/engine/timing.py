@@ -60,13 +60,17 @@ class Timing:
             t = replace(t, scan_delay=scan_delay)
         if host_timeout is not None:
             t = replace(t, host_timeout=host_timeout if host_timeout > 0 else None)
-        for name, value in (("min_rtt_timeout", min_rtt_timeout),
-                            ("max_rtt_timeout", max_rtt_timeout),
-                            ("initial_rtt_timeout", initial_rtt_timeout)):
-            if value is not None:
-                if value <= 0:
-                    raise UsageError(f"--{name.replace('_', '-')} must be > 0")
-                t = replace(t, **{name: value})
+        for name, value in (("min-rtt-timeout", min_rtt_timeout),
+                            ("max-rtt-timeout", max_rtt_timeout),
+                            ("initial-rtt-timeout", initial_rtt_timeout)):
+            if value is not None and value <= 0:
+                raise UsageError(f"--{name} must be > 0")
+        if min_rtt_timeout is not None:
+            t = replace(t, min_rtt_timeout=min_rtt_timeout)
+        if max_rtt_timeout is not None:
+            t = replace(t, max_rtt_timeout=max_rtt_timeout)
+        if initial_rtt_timeout is not None:
+            t = replace(t, initial_rtt_timeout=initial_rtt_timeout)
         if t.min_rtt_timeout > t.max_rtt_timeout:
             raise UsageError("--min-rtt-timeout is larger than --max-rtt-timeout")
         return t

@@ -44,7 +44,8 @@ def system_resolver(name: str, family: int) -> list[str]:
 
 
 class Block(TypingProtocol):
-    version: int
+    @property
+    def version(self) -> int: ...
 
     @property
     def size(self) -> int: ...
@@ -164,7 +165,7 @@ def parse_one(spec: str, *, ipv6: bool = False,
     except ValueError:
         pass
     # address-address range
-    if "-" in text and text.count(".") >= 6 or (":" in text and "-" in text):
+    if ("-" in text and text.count(".") >= 6) or (":" in text and "-" in text):
         a, _, b = text.partition("-")
         try:
             first, last = ipaddress.ip_address(a), ipaddress.ip_address(b)

@@ -109,7 +109,7 @@ def load_builtin_rank() -> list[tuple[str, int, str]]:
     for line in text.splitlines():
         if not line.strip() or line.startswith("#"):
             continue
-        proto, port, name = (line.split("\t") + ["", "", ""])[:3]
+        proto, port, name = [*line.split("\t"), "", ""][:3]
         out.append((proto.strip(), int(port), name.strip()))
     return out
 
