@@ -10,7 +10,6 @@ from __future__ import annotations
 from portscope.errors import UsageError
 from portscope.probes.base import ScanType
 
-
 REGISTRY: dict[str, ScanType] = {}
 
 

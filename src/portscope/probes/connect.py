@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 
 from portscope.model import PortState, Reason
-
 from portscope.probes.base import ScanType
 
 SCAN_TYPE = ScanType(
