@@ -441,6 +441,14 @@ class _PortWork:
     results: list[Facts] = field(default_factory=list)
     connections: int = 0
     silent_closes: int = 0
+    found: asyncio.Event = field(default_factory=asyncio.Event)
+    winner: asyncio.Task[Any] | None = None
+
+    def check(self, facts: Facts) -> None:
+        """Note the first certain identification (and the task that made it)."""
+        if not self.found.is_set() and facts.identified and facts.confidence >= CONFIDENT:
+            self.winner = asyncio.current_task()
+            self.found.set()
 
     def add(self, facts: Facts) -> Facts:
         self.results.append(facts)
@@ -539,11 +547,16 @@ class ServiceEngine:
             while True:
                 response: Response = None
                 if isinstance(req, Send):
+                    log.debug("%s:%s %s -> %r", ctx.address, ctx.port, factory.__module__,
+                              req.data[:60])
                     if conn is not None:
                         await conn.send(req.data)
                 elif isinstance(req, Recv):
                     response = await conn.recv(req) if conn is not None else \
                         Reply(error="not connected")
+                    log.debug("%s:%s %s <- %r%s", ctx.address, ctx.port, factory.__module__,
+                              response.data[:60], " (timeout)" if response.timed_out else
+                              " (eof)" if response.eof else "")
                 elif isinstance(req, StartTLS):
                     if not isinstance(conn, Conn):
                         response = TLSResult(False, error="not a TCP connection")
@@ -562,8 +575,9 @@ class ServiceEngine:
                         conn = await self.open(work, tls=ctx.tls)
                     response = Reply() if conn is not None else Reply(error="reconnect failed")
                 req = dialog.send(response)
+                work.check(facts)
         except StopIteration:
-            pass
+            work.check(facts)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a parser bug must not end the scan: record, go on
@@ -652,16 +666,12 @@ class ServiceEngine:
             if f.confidence >= CONFIDENT:
                 return
 
-    async def null_probe(self, work: _PortWork, wait: float, idle_after: float) -> None:
+    async def null_probe(self, work: _PortWork, wait: float) -> None:
         """Connect and listen for a greeting; run the protocol it belongs to."""
         conn = await self.open(work)
         if conn is None:
             return
-        reply = await conn.recv(Recv(lambda d: True, limit=4096, timeout=min(wait, idle_after)))
-        if not reply.data and not reply.eof and not reply.error and wait > idle_after:
-            if isinstance(conn, _SlotConn):
-                conn.idle()  # an idle listener does not load the host: free its slot
-            reply = await conn.recv(Recv(lambda d: True, limit=4096, timeout=wait - idle_after))
+        reply = await conn.recv(Recv(lambda d: True, limit=4096, timeout=wait))
         if not reply.data:
             if reply.eof:
                 work.silent_closes += 1
@@ -694,14 +704,14 @@ class ServiceEngine:
 
     async def discover(self, work: _PortWork, plan: identify.Plan, *,
                        server_first_hint: bool) -> None:
-        o = self.options
-        after = work.host.probe_after(server_first_hint)
-        null = asyncio.create_task(self.null_probe(work, o.banner_wait, after))
-        tasks: set[asyncio.Task[Any]] = {null}
+        """Listen for a greeting for a short, RTT-based while; then (nothing certain yet)
+        run the client-first probes in parallel. A greeting that comes later still
+        arrives on the probes' connections, which classify it."""
+        await self.null_probe(work, work.host.probe_after(server_first_hint))
+        if _best(work.results, CONFIDENT):
+            return
+        tasks: set[asyncio.Task[Any]] = set()
         try:
-            done, _ = await asyncio.wait({null}, timeout=after)
-            if null in done and _best(work.results, CONFIDENT):
-                return
             for name in plan.probes:
                 if name in work.tried:
                     continue
@@ -710,16 +720,32 @@ class ServiceEngine:
                     tasks.add(asyncio.create_task(self.tls_probe(work, None, then_follow=True)))
                 else:
                     tasks.add(asyncio.create_task(self._probe_and_follow(work, name)))
-            pending = {t for t in tasks if not t.done()}
-            while pending:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                if _best(work.results, CONFIDENT):
-                    return
+            await self._until_found(work, tasks)
         finally:
             for t in tasks:
                 if not t.done():
                     t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    @staticmethod
+    async def _until_found(work: _PortWork, tasks: set[asyncio.Task[Any]]) -> None:
+        """Wait for the probes; once one is certain, cancel the others and let it finish
+        its dialog (the facts it gathers after identifying)."""
+        found = asyncio.create_task(work.found.wait())
+        try:
+            pending = set(tasks)
+            while pending and not work.found.is_set():
+                _done, pending = await asyncio.wait(pending | {found},
+                                                    return_when=asyncio.FIRST_COMPLETED)
+                pending.discard(found)
+            if work.found.is_set():
+                for t in tasks:
+                    if t is not work.winner and not t.done():
+                        t.cancel()
+                if work.winner in tasks and work.winner is not None:
+                    await asyncio.gather(work.winner, return_exceptions=True)
+        finally:
+            found.cancel()
 
     async def _probe_and_follow(self, work: _PortWork, name: str) -> None:
         f = await self.run(work, name)
@@ -942,20 +968,12 @@ class ServiceEngine:
 class _SlotConn(Conn):
     """A Conn that gives its global and per-host slots back when closed."""
 
-    _host_slot = True
-
-    def idle(self) -> None:
-        """Only listening from now on: give the per-host slot back early."""
-        if self._host_slot:
-            self._host_slot = False
-            self.host.limiter.release()
-
     def close(self) -> None:
         if self.closed:
             return
         super().close()
         self.engine._global.release()
-        self.idle()
+        self.host.limiter.release()
 
 
 class _SlotUDP(UDPConn):

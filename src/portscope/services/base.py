@@ -192,12 +192,14 @@ class Facts:
             if method:
                 self.method = method
 
-    def saw(self, data: bytes) -> None:
-        """Record the first bytes the peer sent (evidence), once."""
+    def saw(self, data: bytes, *, banner: bytes | None = None) -> None:
+        """Record the first bytes the peer sent (evidence), once; *banner* is the part
+        worth showing when not all of it is (an HTTP response's head)."""
         if data and not self.raw:
             self.raw = data[: BANNER_MAX * 2]
-        if data and self.banner is None:
-            self.banner = printable_banner(data).rstrip("\r\n") or None
+        shown = data if banner is None else banner
+        if shown and self.banner is None:
+            self.banner = printable_banner(shown).rstrip("\r\n") or None
 
     def set_product(self, product: str | None, version: str | None = None,
                     extrainfo: str | None = None, *, cpe: Iterable[str] = ()) -> None:

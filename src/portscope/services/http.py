@@ -194,7 +194,8 @@ def parse_methods(resp: Response) -> list[str] | None:
 
 def dialog(ctx: Context, facts: Facts) -> Dialog:
     r = yield from exchange(request("GET", ctx), response_complete, limit=RESPONSE_LIMIT)
-    facts.saw(r.data)
+    head = r.data.split(b"\r\n\r\n", 1)[0] if r.data.startswith(b"HTTP/") else None
+    facts.saw(r.data, banner=head)
     resp = parse_response(r.data)
     if resp is None:
         return

@@ -41,13 +41,16 @@ class ServiceDB:
     ranking_source: str = ""
     builtin_rank: list[tuple[str, int]] = field(default_factory=list)
 
+    _seen: set[tuple[str, str, int]] = field(default_factory=set, repr=False)
+
     def add(self, name: str, proto: str, port: int, *, override: bool = False) -> None:
         key = (proto, port)
         if override or key not in self.by_port:
             self.by_port[key] = name
-        entries = self.by_name.setdefault(name.lower(), [])
-        if key not in entries:
-            entries.append(key)
+        lname = name.lower()
+        if (lname, proto, port) not in self._seen:  # a set: "unknown" has thousands of ports
+            self._seen.add((lname, proto, port))
+            self.by_name.setdefault(lname, []).append(key)
 
     def name(self, port: int, proto: str = "tcp") -> str | None:
         return self.by_port.get((proto, port))
