@@ -790,7 +790,7 @@ class ServiceEngine:
                           facts: Facts) -> None:
         proto = PROTOCOLS.get(inner or "")
         first = b""
-        if proto is None or proto.dialog is None:
+        if proto is None or proto.dialog is None or proto.server_first:
             reply = await conn.recv(Recv(lambda d: True, limit=4096,
                                          timeout=work.host.probe_after(False)))
             first = reply.data

@@ -1,0 +1,562 @@
+"""Real daemons from Debian's packages, started inside lab hosts for lab tests and benchmarks.
+
+Each ``start_*`` function writes its own configuration into a fresh temporary directory,
+starts the daemon in the foreground inside a :class:`~portscope.testing.lab.LabHost`
+(never the machine's own service, never its config), waits until it answers, and returns a
+:class:`Daemon` whose :meth:`~Daemon.stop` ends it and removes the directory. Daemons that
+insist on fixed paths (``/run/sshd``, ``/var/spool/postfix`` ...) run in a private mount
+namespace where those paths are bind mounts of the temporary directory, so nothing on the
+machine is touched::
+
+    with Lab() as lab:
+        host = lab.add_host()
+        with start_sshd(host) as sshd:
+            ...  # ssh on host.addr4:22
+
+:func:`redirect` makes a daemon also answer on an unusual port (an iptables REDIRECT inside
+the host), which is how tests show detection that does not trust the port number.
+:func:`make_certificate` writes a self-signed certificate (``cryptography``) for the TLS
+daemons.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import pwd
+import re
+import shlex
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from portscope.testing.lab import LabError, LabHost, tool
+
+
+class DaemonError(LabError):
+    """A lab daemon could not be started."""
+
+
+@dataclass
+class Daemon:
+    """A daemon running inside a lab host."""
+
+    name: str
+    host: LabHost
+    tcp: list[int] = field(default_factory=list)
+    udp: list[int] = field(default_factory=list)
+    procs: list[subprocess.Popen[Any]] = field(default_factory=list)
+    workdir: Path | None = None
+    version: str | None = None  # the exact upstream version of the package
+    package_version: str | None = None  # the Debian package version
+    extra: dict[str, Any] = field(default_factory=dict)
+    stopped: bool = False
+
+    def log(self) -> str:
+        """The daemon's log (for failure messages)."""
+        if self.workdir is None:
+            return ""
+        out = []
+        for name in ("stderr.log", "daemon.log"):
+            p = self.workdir / name
+            with contextlib.suppress(OSError):
+                out.append(p.read_text(errors="replace")[-4000:])
+        return "\n".join(out)
+
+    def alive(self) -> bool:
+        return all(p.poll() is None for p in self.procs)
+
+    def stop(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
+        for proc in reversed(self.procs):
+            with contextlib.suppress(Exception):
+                if proc.poll() is None:
+                    proc.terminate()
+                    try:
+                        proc.wait(timeout=5)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait(timeout=5)
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> Daemon:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+# --------------------------------------------------------------------------------------
+# helpers
+
+
+def package_version(package: str) -> str | None:
+    """The installed Debian version of *package* (``1:9.2p1-2+deb12u3``)."""
+    try:
+        out = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", package],
+                             capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def upstream_version(package: str) -> str | None:
+    """``1:9.2p1-2+deb12u3`` -> ``9.2p1``."""
+    v = package_version(package)
+    if v is None:
+        return None
+    v = v.split(":", 1)[-1]
+    return v.rsplit("-", 1)[0] if "-" in v else v
+
+
+def require(*paths: str) -> None:
+    missing = [p for p in paths if not (os.path.exists(p) if p.startswith("/") else tool(p))]
+    if missing:
+        raise DaemonError(f"not installed: {', '.join(missing)} (scripts/debian-packages.txt)")
+
+
+def _workdir(name: str) -> Path:
+    d = Path(tempfile.mkdtemp(prefix=f"portscope-{name}-"))
+    d.chmod(0o755)
+    return d
+
+
+def _chown(path: Path, user: str, group: str | None = None) -> None:
+    shutil.chown(path, user, group or pwd.getpwnam(user).pw_gid)
+
+
+def private_mounts(binds: dict[str, Path], argv: Sequence[str]) -> list[str]:
+    """argv running *argv* in a private mount namespace where each key of *binds* (a
+    path on the machine) is a bind mount of its value (a directory we own)."""
+    script = "set -e\n"
+    for target, source in binds.items():
+        script += f"mkdir -p {shlex.quote(target)} 2>/dev/null || true\n"
+        script += f"mount --bind {shlex.quote(str(source))} {shlex.quote(target)}\n"
+    script += "exec " + shlex.join(argv) + "\n"
+    return [tool("unshare") or "unshare", "--mount", "--propagation", "private",
+            "sh", "-c", script]
+
+
+def _popen(daemon: Daemon, argv: Sequence[str], *, env: dict[str, str] | None = None
+           ) -> subprocess.Popen[Any]:
+    assert daemon.workdir is not None
+    err = open(daemon.workdir / "stderr.log", "ab")  # noqa: SIM115 - owned by the process
+    try:
+        proc = daemon.host.popen(list(argv), stdout=err, stderr=subprocess.STDOUT,
+                                 env={**os.environ, **(env or {})})
+    finally:
+        err.close()
+    daemon.procs.append(proc)
+    return proc
+
+
+def wait_tcp(daemon: Daemon, port: int, timeout: float = 20.0) -> None:
+    """Wait until *port* on the lab host accepts connections (from the root namespace)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for proc in daemon.procs:
+            if proc.poll() is not None:
+                raise DaemonError(f"{daemon.name} exited ({proc.returncode}): {daemon.log()}")
+        with contextlib.suppress(OSError), socket.create_connection(
+                (daemon.host.addr4, port), timeout=1):
+            return
+        time.sleep(0.05)
+    raise DaemonError(f"{daemon.name} did not listen on {port}/tcp within {timeout}s: "
+                      f"{daemon.log()}")
+
+
+def wait_udp(daemon: Daemon, port: int, timeout: float = 20.0) -> None:
+    """Wait until a socket is bound to *port*/udp inside the lab host."""
+    deadline = time.monotonic() + timeout
+    ss = tool("ss") or "ss"
+    while time.monotonic() < deadline:
+        for proc in daemon.procs:
+            if proc.poll() is not None:
+                raise DaemonError(f"{daemon.name} exited ({proc.returncode}): {daemon.log()}")
+        out = daemon.host.run([ss, "-lunH", f"sport = :{port}"], check=False).stdout
+        if out.strip():
+            return
+        time.sleep(0.05)
+    raise DaemonError(f"{daemon.name} did not bind {port}/udp within {timeout}s: "
+                      f"{daemon.log()}")
+
+
+def redirect(host: LabHost, port: int, to_port: int, proto: str = "tcp") -> None:
+    """Make *port* of the lab host reach its service on *to_port* (iptables REDIRECT in
+    the host's nat table, IPv4): a daemon on an unusual port without reconfiguring it."""
+    host.iptables("-t", "nat", "-A", "PREROUTING", "-p", proto, "--dport", str(port),
+                  "-j", "REDIRECT", "--to-ports", str(to_port))
+
+
+@dataclass(frozen=True)
+class Certificate:
+    cert: Path
+    key: Path
+    sha256: str
+    not_after: datetime
+
+
+def make_certificate(directory: Path, *, common_name: str = "lab.example",
+                     dns_names: Sequence[str] = ("lab.example", "intranet.local"),
+                     ip_addresses: Sequence[str] = ("10.1.2.3",), days: int = 30,
+                     key_bits: int = 2048) -> Certificate:
+    """A self-signed RSA certificate (with SANs, among them private names, as appliances
+    often have) written as PEM files into *directory*."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=key_bits)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "portscope lab")])
+    now = datetime.now(UTC).replace(microsecond=0)
+    sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
+    sans += [x509.IPAddress(ipaddress.ip_address(a)) for a in ip_addresses]
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=days))
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .sign(key, hashes.SHA256()))
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.TraditionalOpenSSL,
+                                           serialization.NoEncryption()))
+    key_path.chmod(0o640)
+    return Certificate(cert_path, key_path, cert.fingerprint(hashes.SHA256()).hex(),
+                       cert.not_valid_after_utc)
+
+
+def _copy_cert(cert: Certificate, workdir: Path, owner: str | None = None) -> tuple[Path, Path]:
+    c, k = workdir / "tls-cert.pem", workdir / "tls-key.pem"
+    shutil.copyfile(cert.cert, c)
+    shutil.copyfile(cert.key, k)
+    k.chmod(0o600)
+    if owner:
+        _chown(c, owner)
+        _chown(k, owner)
+    return c, k
+
+
+@contextlib.contextmanager
+def _starting(daemon: Daemon) -> Iterator[Daemon]:
+    """Stop and clean up if starting fails."""
+    try:
+        yield daemon
+    except BaseException:
+        daemon.stop()
+        raise
+
+
+# --------------------------------------------------------------------------------------
+# the daemons
+
+
+def start_sshd(host: LabHost, port: int = 22) -> Daemon:
+    """OpenSSH's sshd with fresh host keys."""
+    require("/usr/sbin/sshd", "ssh-keygen")
+    d = Daemon("sshd", host, tcp=[port], workdir=_workdir("sshd"),
+               version=upstream_version("openssh-server"),
+               package_version=package_version("openssh-server"))
+    with _starting(d):
+        assert d.workdir is not None
+        keys = []
+        for kind in ("ed25519", "ecdsa"):
+            path = d.workdir / f"ssh_host_{kind}_key"
+            subprocess.run([tool("ssh-keygen") or "ssh-keygen", "-q", "-t", kind, "-N", "",
+                            "-f", str(path)], check=True, capture_output=True, timeout=60)
+            keys.append(path)
+        privsep = d.workdir / "privsep"
+        privsep.mkdir(mode=0o755)
+        conf = d.workdir / "sshd_config"
+        conf.write_text("\n".join([
+            f"Port {port}", "ListenAddress 0.0.0.0", *(f"HostKey {k}" for k in keys),
+            f"PidFile {d.workdir}/sshd.pid", "UsePAM no", "PasswordAuthentication yes",
+            "KbdInteractiveAuthentication no", "StrictModes no", "UseDNS no",
+            "LogLevel ERROR", ""]))
+        argv = private_mounts({"/run/sshd": privsep},
+                              ["/usr/sbin/sshd", "-D", "-e", "-f", str(conf)])
+        _popen(d, argv)
+        wait_tcp(d, port)
+    return d
+
+
+_POSTFIX_MASTER = """\
+smtp      inet  n       -       n       -       -       smtpd
+submission inet n       -       n       -       -       smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+local     unix  -       n       n       -       -       local
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+"""
+
+
+def start_postfix(host: LabHost, cert: Certificate | None = None, *,
+                  banner_version: bool = True) -> Daemon:
+    """Postfix's master with smtpd on 25 and submission on 587 (STARTTLS with *cert*).
+    With *banner_version* the greeting carries ``$mail_version`` (admins do that; by
+    default Postfix does not say its version)."""
+    require("/usr/lib/postfix/sbin/master", "/usr/sbin/postconf")
+    d = Daemon("postfix", host, tcp=[25, 587], workdir=_workdir("postfix"),
+               version=upstream_version("postfix"), package_version=package_version("postfix"))
+    with _starting(d):
+        w = d.workdir
+        assert w is not None
+        etc, spool, data = w / "etc", w / "spool", w / "data"
+        for p in (etc, spool, data):
+            p.mkdir()
+        _chown(data, "postfix")
+        for sub in ("active", "bounce", "corrupt", "defer", "deferred", "flush", "hold",
+                    "incoming", "private", "saved", "trace"):
+            (spool / sub).mkdir(mode=0o700)
+            _chown(spool / sub, "postfix")
+        for sub, mode in (("maildrop", 0o730), ("public", 0o710)):
+            (spool / sub).mkdir()
+            (spool / sub).chmod(mode)
+            _chown(spool / sub, "postfix", "postdrop")
+        (spool / "pid").mkdir(mode=0o755)
+        banner = "$myhostname ESMTP $mail_name" + (" $mail_version" if banner_version else "") \
+            + " (Debian/GNU)"
+        lines = [
+            "compatibility_level = 3.6", f"queue_directory = {spool}",
+            f"data_directory = {data}", "mail_owner = postfix", "setgid_group = postdrop",
+            "myhostname = mail.lab.example", "mydestination =", "inet_interfaces = all",
+            "inet_protocols = ipv4", f"smtpd_banner = {banner}", "alias_maps =",
+            "alias_database =", f"maillog_file = {w}/daemon.log",
+            f"maillog_file_prefixes = {w}",
+            "smtpd_relay_restrictions = permit_mynetworks reject_unauth_destination",
+            "mynetworks = 127.0.0.0/8", "disable_vrfy_command = no",
+        ]
+        if cert is not None:
+            c, k = _copy_cert(cert, w)
+            lines += [f"smtpd_tls_cert_file = {c}", f"smtpd_tls_key_file = {k}",
+                      "smtpd_tls_security_level = may", "smtpd_sasl_auth_enable = no"]
+        (etc / "main.cf").write_text("\n".join(lines) + "\n")
+        (etc / "master.cf").write_text(_POSTFIX_MASTER)
+        _popen(d, ["/usr/lib/postfix/sbin/master", "-c", str(etc), "-d"],
+               env={"MAIL_CONFIG": str(etc)})
+        wait_tcp(d, 25)
+        wait_tcp(d, 587)
+    return d
+
+
+def start_vsftpd(host: LabHost, cert: Certificate | None = None, *, port: int = 21,
+                 anonymous: bool = True) -> Daemon:
+    """vsftpd (anonymous read-only, AUTH TLS with *cert*)."""
+    require("/usr/sbin/vsftpd")
+    d = Daemon("vsftpd", host, tcp=[port], workdir=_workdir("vsftpd"),
+               version=upstream_version("vsftpd"), package_version=package_version("vsftpd"))
+    with _starting(d):
+        w = d.workdir
+        assert w is not None
+        root, empty = w / "ftproot", w / "empty"
+        root.mkdir(mode=0o555)
+        (root / "README").write_text("portscope lab\n")
+        empty.mkdir(mode=0o555)
+        lines = [
+            "listen=YES", "listen_ipv6=NO", f"listen_port={port}", "background=NO",
+            f"anonymous_enable={'YES' if anonymous else 'NO'}", "no_anon_password=YES",
+            f"anon_root={root}", "local_enable=NO", "write_enable=NO",
+            f"secure_chroot_dir={empty}", "xferlog_enable=NO", "seccomp_sandbox=NO",
+            f"vsftpd_log_file={w}/daemon.log", "dual_log_enable=NO",
+        ]
+        if cert is not None:
+            c, k = _copy_cert(cert, w)
+            lines += ["ssl_enable=YES", f"rsa_cert_file={c}", f"rsa_private_key_file={k}",
+                      "allow_anon_ssl=YES", "force_local_logins_ssl=NO",
+                      "force_local_data_ssl=NO", "ssl_tlsv1=YES", "ssl_sslv2=NO",
+                      "ssl_sslv3=NO", "require_ssl_reuse=NO"]
+        conf = w / "vsftpd.conf"
+        conf.write_text("\n".join(lines) + "\n")
+        _popen(d, ["/usr/sbin/vsftpd", str(conf)])
+        wait_tcp(d, port)
+    return d
+
+
+def start_nginx(host: LabHost, cert: Certificate | None = None, *, http_port: int = 80,
+                https_port: int = 443, legacy_tls_port: int | None = 8443,
+                title: str = "portscope lab") -> Daemon:
+    """nginx serving a page on *http_port*; with *cert*, HTTPS on *https_port* (modern
+    defaults) and on *legacy_tls_port* (TLS 1.0-1.2 with every cipher: what an old
+    appliance offers)."""
+    require("/usr/sbin/nginx")
+    ports = [http_port] + ([https_port] if cert else []) + \
+        ([legacy_tls_port] if cert and legacy_tls_port else [])
+    d = Daemon("nginx", host, tcp=ports, workdir=_workdir("nginx"),
+               version=upstream_version("nginx"), package_version=package_version("nginx"))
+    with _starting(d):
+        w = d.workdir
+        assert w is not None
+        www = w / "www"
+        www.mkdir()
+        (www / "index.html").write_text(
+            f"<!DOCTYPE html><html><head><title>{title}</title></head>"
+            "<body><h1>portscope lab</h1></body></html>\n")
+        for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (w / sub).mkdir()
+        servers = [f"server {{ listen {http_port}; root {www}; }}"]
+        if cert is not None:
+            c, k = _copy_cert(cert, w)
+            servers.append(f"server {{ listen {https_port} ssl; root {www}; "
+                           f"ssl_certificate {c}; ssl_certificate_key {k}; }}")
+            if legacy_tls_port:
+                servers.append(
+                    f"server {{ listen {legacy_tls_port} ssl; root {www}; "
+                    f"ssl_certificate {c}; ssl_certificate_key {k}; "
+                    "ssl_protocols TLSv1 TLSv1.1 TLSv1.2; "
+                    "ssl_ciphers ALL:@SECLEVEL=0; }")
+        conf = w / "nginx.conf"
+        conf.write_text(
+            f"pid {w}/nginx.pid;\nerror_log {w}/daemon.log;\nworker_processes 1;\n"
+            "events { worker_connections 256; }\n"
+            "http {\n  access_log off;\n"
+            f"  client_body_temp_path {w}/body;\n  proxy_temp_path {w}/proxy;\n"
+            f"  fastcgi_temp_path {w}/fastcgi;\n  uwsgi_temp_path {w}/uwsgi;\n"
+            f"  scgi_temp_path {w}/scgi;\n  default_type text/html;\n"
+            + "".join(f"  {s}\n" for s in servers) + "}\n")
+        _popen(d, ["/usr/sbin/nginx", "-p", str(w), "-c", str(conf), "-g", "daemon off;"])
+        for p in ports:
+            wait_tcp(d, p)
+    return d
+
+
+def start_dnsmasq(host: LabHost, *, port: int = 53) -> Daemon:
+    """dnsmasq answering for ``lab.example`` (no upstream servers: no recursion)."""
+    require("/usr/sbin/dnsmasq")
+    d = Daemon("dnsmasq", host, tcp=[port], udp=[port], workdir=_workdir("dnsmasq"),
+               version=upstream_version("dnsmasq-base") or upstream_version("dnsmasq"),
+               package_version=package_version("dnsmasq-base"))
+    with _starting(d):
+        w = d.workdir
+        assert w is not None
+        _popen(d, ["/usr/sbin/dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
+                   "--no-resolv", "--no-hosts", f"--port={port}", "--bind-interfaces",
+                   f"--listen-address={host.addr4}", f"--pid-file={w}/dnsmasq.pid",
+                   f"--address=/lab.example/{host.addr4}", "--user=dnsmasq",
+                   f"--log-facility={w}/daemon.log"])
+        wait_udp(d, port)
+        wait_tcp(d, port)
+    return d
+
+
+def start_snmpd(host: LabHost, *, community: str = "public", ports: Sequence[int] = (161,),
+                sys_name: str = "lab-host") -> Daemon:
+    """Net-SNMP's snmpd with a read-only *community* for the whole tree."""
+    require("/usr/sbin/snmpd")
+    d = Daemon("snmpd", host, udp=list(ports), workdir=_workdir("snmpd"),
+               version=upstream_version("snmpd"), package_version=package_version("snmpd"))
+    with _starting(d):
+        w = d.workdir
+        assert w is not None
+        conf = w / "snmpd.conf"
+        conf.write_text(
+            "agentAddress " + ",".join(f"udp:{p}" for p in ports) + "\n"
+            f"rocommunity {community} default\n"
+            f"sysName {sys_name}\nsysLocation portscope lab\nsysContact root@lab.example\n")
+        persist = w / "persist"
+        persist.mkdir()
+        _popen(d, ["/usr/sbin/snmpd", "-f", "-C", "-c", str(conf), "-Lf", str(w / "daemon.log"),
+                   "-p", str(w / "snmpd.pid"), "-M", "/nonexistent", "-m", ""],
+               env={"SNMP_PERSISTENT_DIR": str(persist), "MIBS": ""})
+        for p in ports:
+            wait_udp(d, p)
+    return d
+
+
+def start_redis(host: LabHost, *, port: int = 6379, password: str | None = None) -> Daemon:
+    """redis-server with no persistence (and no password unless given)."""
+    require("/usr/bin/redis-server")
+    d = Daemon("redis", host, tcp=[port], workdir=_workdir("redis"),
+               version=upstream_version("redis-server"),
+               package_version=package_version("redis-server"))
+    with _starting(d):
+        w = d.workdir
+        assert w is not None
+        argv = ["/usr/bin/redis-server", "--port", str(port), "--bind", "0.0.0.0",
+                "--protected-mode", "no", "--dir", str(w), "--save", "", "--appendonly", "no",
+                "--daemonize", "no", "--logfile", str(w / "daemon.log"),
+                "--pidfile", str(w / "redis.pid")]
+        if password:
+            argv += ["--requirepass", password]
+        _popen(d, argv)
+        wait_tcp(d, port)
+    return d
+
+
+def postgres_bin() -> Path | None:
+    base = Path("/usr/lib/postgresql")
+    if not base.is_dir():
+        return None
+    versions = sorted((p for p in base.iterdir() if (p / "bin" / "initdb").exists()),
+                      key=lambda p: int(p.name) if p.name.isdigit() else 0)
+    return versions[-1] / "bin" if versions else None
+
+
+def start_postgresql(host: LabHost, cert: Certificate | None = None, *, port: int = 5432,
+                     auth: str = "trust") -> Daemon:
+    """A throw-away PostgreSQL cluster (``initdb`` in a temporary directory) listening on
+    the lab host; ``pg_hba`` lets the lab network in with *auth* (``trust`` is the
+    misconfiguration the audit looks for; ``scram-sha-256`` the safe one). The machine's
+    own PostgreSQL is not touched (own data directory, own socket directory)."""
+    bindir = postgres_bin()
+    if bindir is None:
+        raise DaemonError("not installed: postgresql (scripts/debian-packages.txt)")
+    major = bindir.parent.name
+    d = Daemon("postgresql", host, tcp=[port], workdir=_workdir("postgresql"),
+               version=None, package_version=package_version(f"postgresql-{major}"))
+    with _starting(d):
+        w = d.workdir
+        assert w is not None
+        _chown(w, "postgres")
+        data = w / "data"
+        runuser = tool("runuser") or "runuser"
+        subprocess.run([runuser, "-u", "postgres", "--", str(bindir / "initdb"), "-D", str(data),
+                        "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"],
+                       check=True, capture_output=True, timeout=120)
+        with open(data / "pg_hba.conf", "a") as fh:
+            fh.write(f"host all all 0.0.0.0/0 {auth}\n")
+        opts = ["-c", "listen_addresses=*", "-c", f"port={port}",
+                "-c", f"unix_socket_directories={w}", "-c", "fsync=off",
+                "-c", "logging_collector=off"]
+        if cert is not None:
+            c, k = _copy_cert(cert, w, owner="postgres")
+            opts += ["-c", "ssl=on", "-c", f"ssl_cert_file={c}", "-c", f"ssl_key_file={k}"]
+        _popen(d, [runuser, "-u", "postgres", "--", str(bindir / "postgres"), "-D", str(data),
+                   *opts])
+        wait_tcp(d, port, timeout=60)
+        out = subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True,
+                             text=True, timeout=30, check=False).stdout
+        m = re.search(r"\(PostgreSQL\) (\S+)", out)
+        d.version = m.group(1) if m else None
+    return d
