@@ -15,6 +15,7 @@ import click
 
 from portscope.cli.common import Outputs, output_options, requested_outputs, stderr_is_tty
 from portscope.engine.scan import Scanner, ScanOptions
+from portscope.engine.services import INTENSITY_ALL, INTENSITY_LIGHT, ServiceOptions
 from portscope.engine.timing import template
 from portscope.errors import EXIT_INTERRUPTED, UsageError
 from portscope.model import PortResult, ScanRun
@@ -44,8 +45,17 @@ def scan_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help=f"the N most commonly open ports (default {DEFAULT_TOP_PORTS})"),
         click.option("--exclude-ports", metavar="PORTS", help="ports not to scan"),
         click.option("-s", "scan_flags", multiple=True, metavar="TYPE",
-                     help="scan type: -sT connect (default), -sn discovery only; "
+                     help="scan type: -sT connect (default), -sn discovery only, "
+                          "-sV service/version detection; "
                           "see 'portscope scan --help-scan-types'"),
+        click.option("--version-intensity", type=click.IntRange(0, 9), metavar="0-9",
+                     help="-sV: how many probes to try on unknown ports (default 7)"),
+        click.option("--version-light", is_flag=True, help="-sV with intensity 2 (faster)"),
+        click.option("--version-all", is_flag=True, help="-sV with intensity 9 (every probe)"),
+        click.option("--version-timeout", type=float, metavar="SECONDS",
+                     help="-sV: longest wait for one answer (default 5)"),
+        click.option("--snmp-community", metavar="NAME",
+                     help="-sV: SNMP community to read sysDescr with (default public)"),
         click.option("-Pn", "skip_discovery", is_flag=True,
                      help="treat all hosts as up: skip host discovery"),
         click.option("-T", "timing_level", type=int, default=3, show_default=True,
@@ -110,10 +120,13 @@ def prepare(kw: dict[str, Any], *, argv: list[str] | None = None) -> PreparedSca
 
     flags: list[str] = []
     discovery_only = False
+    versions = False
     for f in kw.get("scan_flags") or ():
         for letter in f:
             if letter == "n":
                 discovery_only = True
+            elif letter == "V":
+                versions = True
             elif letter not in flags:
                 flags.append(letter)
     for letter in flags:
@@ -155,9 +168,36 @@ def prepare(kw: dict[str, Any], *, argv: list[str] | None = None) -> PreparedSca
         ports=ports, scan_types=tuple(flags), timing=timing, seed=kw.get("seed"),
         skip_discovery=bool(kw.get("skip_discovery")), discovery_only=discovery_only,
         randomize=not kw.get("sequential"), shard=_parse_shard(kw.get("shard")),
-        command=command,
+        command=command, services=service_options(kw, enabled=versions),
     )
     return PreparedScan(targets, options)
+
+
+def service_options(kw: dict[str, Any], *, enabled: bool) -> ServiceOptions | None:
+    """-sV and its --version-* options as ServiceOptions (None without -sV)."""
+    light, every, level = kw.get("version_light"), kw.get("version_all"), \
+        kw.get("version_intensity")
+    if sum(1 for x in (light, every, level is not None) if x) > 1:
+        raise UsageError("give only one of --version-intensity, --version-light, "
+                         "--version-all")
+    if not enabled:
+        used = [name for name, value in (("--version-intensity", level is not None),
+                                         ("--version-light", light), ("--version-all", every),
+                                         ("--version-timeout", kw.get("version_timeout")),
+                                         ("--snmp-community", kw.get("snmp_community")))
+                if value]
+        if used:
+            raise UsageError(f"{used[0]} needs -sV (service detection)")
+        return None
+    intensity = INTENSITY_LIGHT if light else INTENSITY_ALL if every else \
+        (level if level is not None else 7)
+    extra: dict[str, Any] = {}
+    if kw.get("version_timeout") is not None:
+        t = float(kw["version_timeout"])
+        extra.update(timeout=t, banner_wait=t, connect_timeout=t)
+    if kw.get("snmp_community") is not None:
+        extra["snmp_community"] = kw["snmp_community"]
+    return ServiceOptions(intensity=intensity, **extra)
 
 
 @contextmanager
@@ -227,6 +267,12 @@ class _Progress:
             self.open_seen += 1
         self._progress.update(self._task, advance=1, open=self.open_seen)
 
+    def identified(self, result: PortResult) -> None:
+        """One more port through service detection (opens are already counted)."""
+        if self._progress is None or self._task is None:
+            return
+        self._progress.update(self._task, advance=1, open=self.open_seen)
+
 
 def execute(prepared: PreparedScan, outputs: Outputs, *, progress: bool,
             on_port: Callable[[str, PortResult], None] | None = None) -> ScanRun:
@@ -239,8 +285,15 @@ def execute(prepared: PreparedScan, outputs: Outputs, *, progress: bool,
         if on_port:
             on_port(address, result)
 
+    def service_cb(address: str, result: PortResult) -> None:
+        outputs.port(address, result)  # the port again, now with what answers there
+        bar.identified(result)
+        if on_port:
+            on_port(address, result)
+
     scanner = Scanner(prepared.targets, prepared.options, on_port=port_cb,
-                      on_host=outputs.host, on_start=outputs.start, on_phase=bar.phase)
+                      on_host=outputs.host, on_start=outputs.start, on_phase=bar.phase,
+                      on_service=service_cb)
     with _interrupts(scanner), bar:
         run = scanner.run()
     outputs.finish(run)
@@ -251,7 +304,7 @@ def summary_line(prepared: PreparedScan) -> str:
     o = prepared.options
     hosts = prepared.targets.count()
     nports = len(o.ports)
-    types = " ".join(f"-s{f}" for f in o.scan_types)
+    types = " ".join(f"-s{f}" for f in o.scan_types) + (" -sV" if o.services else "")
     probes = hosts * nports
     rate = f", max {o.timing.max_rate:,.0f} pps" if o.timing.max_rate else ""
     return (f"portscope: {hosts:,} host(s) x {nports:,} port(s) = {probes:,} probes "
@@ -281,6 +334,7 @@ def command(**kw: Any) -> None:
       portscope scan 127.0.0.1
       portscope scan -p- -T4 198.18.0.2 --json out.json
       portscope scan -p 22,80,443 198.18.0.0/24 -oX scan.xml
+      portscope scan -sV -p 1-1024,8080 198.18.0.2
     """
     prepared = prepare(kw)
     outputs = Outputs(requested_outputs(kw))

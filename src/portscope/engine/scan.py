@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Protocol as TypingProtocol
 
 from portscope.engine.connect import ConnectEngine, EngineStats, is_loopback
+from portscope.engine.services import Control, ServiceOptions, wanted
 from portscope.engine.timing import Timing, template
 from portscope.model import (
     Host,
@@ -83,6 +84,7 @@ class ScanOptions:
     shard: tuple[int, int] = (0, 1)
     command: str = ""
     run_id: str | None = None
+    services: ServiceOptions | None = None  # -sV: service and version detection
 
 
 @dataclass
@@ -93,9 +95,11 @@ class Scanner:
     on_host: HostCallback | None = None
     on_start: Callable[[ScanRun], None] | None = None
     on_phase: Callable[[str, int], None] | None = None  # (phase name, probes expected)
+    on_service: PortCallback | None = None  # a port again, with what answers there (-sV)
 
     def __post_init__(self) -> None:
         self._engine: Engine | None = None
+        self._detection: Control | None = None
         self._stopped = False
         self._ports: dict[str, list[PortResult]] = {}
         self._status: dict[str, tuple[HostStatus, str]] = {}
@@ -121,6 +125,8 @@ class Scanner:
         self._stopped = True
         if self._engine is not None:
             self._engine.stop()
+        if self._detection is not None:
+            self._detection.stop()
 
     # -- phases ---------------------------------------------------------------------
     def _discover(self) -> list[str]:
@@ -212,9 +218,48 @@ class Scanner:
                     rtt = engine.rtt_of(addr)
                     if rtt is not None and addr not in self._rtt:
                         self._rtt[addr] = rtt
+            if opts.services is not None and not self._stopped:
+                self._detect_services(opts.services)
         return self.result(complete=not self._stopped, duration=time.monotonic() - t0)
 
+    def _detect_services(self, options: ServiceOptions) -> None:
+        """-sV: probe the open ports found, streaming each port again once identified."""
+        from portscope.engine.services import detect
+
+        interim = self._build(complete=False, duration=0.0)
+        count = sum(1 for _h, p in interim.iter_ports() if wanted(p))
+        if not count:
+            return
+        if self.on_phase:
+            self.on_phase("service detection", count)
+        index = {(addr, p.key): i for addr, ports in self._ports.items()
+                 for i, p in enumerate(ports)}
+
+        def cb(address: str, result: PortResult) -> None:
+            i = index.get((address, result.key))
+            if i is not None:
+                self._ports[address][i] = result
+            callback = self.on_service or self.on_port
+            if callback:
+                callback(address, result)
+
+        self._detection = Control()
+        try:
+            done = detect(interim, options, on_port=cb, control=self._detection)
+        finally:
+            self._detection = None
+        self._service_stats = done.extra.get("service_detection")
+
+    _service_stats: object = None
+
     def result(self, *, complete: bool, duration: float) -> ScanRun:
+        run = self._build(complete=complete, duration=duration)
+        if self.on_host:
+            for host in run.hosts:
+                self.on_host(host)
+        return run
+
+    def _build(self, *, complete: bool, duration: float) -> ScanRun:
         hosts = []
         for addr, (status, reason) in self._status.items():
             ports = sorted(self._ports.get(addr, []), key=lambda p: (p.protocol.value, p.port))
@@ -229,12 +274,13 @@ class Scanner:
                 rtt_ms=round(rtt * 1000, 3) if rtt is not None else None,
             )
             hosts.append(host)
-            if self.on_host:
-                self.on_host(host)
         hosts.sort(key=lambda h: address_key(h.address))
         up = sum(1 for h in hosts if h.status is HostStatus.UP)
         stats = replace(self.stats, duration_s=duration,
                         pps=self.stats.probes_sent / duration if duration > 0 else 0.0,
                         hosts_total=len(hosts), hosts_up=up)
+        extra = dict(self.run_header.extra)
+        if self._service_stats is not None:
+            extra["service_detection"] = self._service_stats
         return replace(self.run_header, finished=utcnow(), complete=complete,
-                       hosts=tuple(hosts), stats=stats)
+                       hosts=tuple(hosts), stats=stats, extra=extra)

@@ -1006,32 +1006,66 @@ def wanted(p: PortResult) -> bool:
     return p.state in (PortState.OPEN, PortState.OPEN_FILTERED)
 
 
+class Control:
+    """Lets another party (a signal handler, the Scanner) stop a running detection; ports
+    already decided are kept."""
+
+    def __init__(self) -> None:
+        self.stopped = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[Any] | None = None
+
+    def stop(self) -> None:
+        self.stopped = True
+        if self._loop is not None and self._task is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._task.cancel)
+
+
 async def detect_async(run: ScanRun, options: ServiceOptions | None = None, *,
-                       on_port: PortCallback | None = None) -> ScanRun:
+                       on_port: PortCallback | None = None,
+                       control: Control | None = None) -> ScanRun:
     """:func:`detect` inside a running event loop."""
     opts = options or ServiceOptions()
     engine = ServiceEngine(opts)
     slots = asyncio.Semaphore(max(1, opts.concurrency))
     t0 = time.monotonic()
+    updated: dict[tuple[str, str, int], PortResult] = {}
 
-    async def one(host: Host, p: PortResult) -> tuple[str, PortResult]:
+    async def one(host: Host, p: PortResult) -> None:
         async with slots:
             result = await engine.port(engine.host_state(host), p)
+        updated[(host.address, result.protocol.value, result.port)] = result
         if on_port is not None:
             on_port(host.address, result)
-        return host.address, result
 
-    jobs = [one(h, p) for h in run.hosts for p in h.ports if wanted(p)]
-    done = await asyncio.gather(*jobs)
-    updated: dict[tuple[str, str, int], PortResult] = {
-        (addr, r.protocol.value, r.port): r for addr, r in done}
+    todo = [(h, p) for h in run.hosts for p in h.ports if wanted(p)]
+    complete = True
+    tasks: list[asyncio.Task[None]] = []
+    if control is not None:
+        control._loop = asyncio.get_running_loop()
+        control._task = asyncio.current_task()
+    try:
+        if control is None or not control.stopped:
+            tasks = [asyncio.create_task(one(h, p)) for h, p in todo]
+            await asyncio.gather(*tasks)
+        else:
+            complete = False
+    except asyncio.CancelledError:
+        complete = False
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        if control is not None:
+            control._task = None
     hosts = []
     for h in run.hosts:
         ports = tuple(updated.get((h.address, p.protocol.value, p.port), p) for p in h.ports)
         hosts.append(replace(h, ports=ports))
-    identified = sum(1 for _a, r in done if r.service is not None and r.service.detected)
-    stats = {"ports": len(done), "identified": identified,
-             "duration_s": round(time.monotonic() - t0, 3),
+    identified = sum(1 for r in updated.values() if r.service is not None and r.service.detected)
+    stats = {"ports": len(todo), "probed": len(updated), "identified": identified,
+             "duration_s": round(time.monotonic() - t0, 3), "complete": complete,
              "connections": engine.connections, "bytes_read": engine.bytes_read,
              "intensity": opts.intensity}
     extra = {**run.extra, "service_detection": stats}
@@ -1039,8 +1073,10 @@ async def detect_async(run: ScanRun, options: ServiceOptions | None = None, *,
 
 
 def detect(run: ScanRun, options: ServiceOptions | None = None, *,
-           on_port: PortCallback | None = None) -> ScanRun:
+           on_port: PortCallback | None = None, control: Control | None = None) -> ScanRun:
     """Probe the open ports of *run* (TCP, and UDP open or open|filtered) and return the
     run with ``PortResult.service`` filled. *on_port* is called as each port is decided.
-    A UDP port that answers becomes ``open`` (reason ``udp-response``)."""
-    return asyncio.run(detect_async(run, options, on_port=on_port))
+    A UDP port that answers becomes ``open`` (reason ``udp-response``). A port-table
+    guess stays ``method="port-table"``: it is never shown as a detection. *control*
+    can stop it early (what was decided is kept)."""
+    return asyncio.run(detect_async(run, options, on_port=on_port, control=control))

@@ -235,7 +235,9 @@ def service_label(svc: Service | None) -> str:
     if svc is None or not svc.name:
         return "unknown"
     name = printable(svc.name)
-    return f"ssl/{name}" if svc.tunnel in ("ssl", "tls") else name
+    if svc.tunnel in ("ssl", "tls"):
+        return "ssl/http" if name == "https" else f"ssl/{name}"  # as nmap shows it
+    return name
 
 
 def version_label(svc: Service | None) -> str:

@@ -13,7 +13,9 @@ Events, in the order they appear::
     {"type": "port", "address": "192.0.2.7", "port": 22, "protocol": "tcp",
      "state": "open", "reason": "syn-ack", "ttl": 64, "service": {...} | null}
         A port result as soon as it is decided: the address plus the contract's port
-        object, flat (``jq 'select(.type=="port" and .state=="open")'``).
+        object, flat (``jq 'select(.type=="port" and .state=="open")'``). With service
+        detection (-sV) an open port comes again once identified: a later ``port`` line
+        for the same address, protocol and port replaces an earlier one.
 
     {"type": "host", "address": ..., "hostnames": [...], "status": "up", "reason": ...,
      "mac", "rtt_ms", "os", "ports": [...], "extraports": [...], "findings": [...],
