@@ -537,10 +537,12 @@ class ServiceEngine:
     # -- driving a dialog ----------------------------------------------------------------
     async def drive(self, work: _PortWork, conn: Conn | UDPConn | None, factory: DialogFactory,
                     ctx: Context, facts: Facts, *, hello: str | None = None,
-                    hello_result: list[tlslib.HelloResult] | None = None) -> None:
+                    hello_result: list[tlslib.HelloResult] | None = None,
+                    record: list[Response] | None = None) -> None:
         """Run one dialog to its end on *conn* (closed afterwards). With *hello*, a
         :class:`StartTLS` sends a raw ClientHello of that version instead of handshaking,
-        stores the answer in *hello_result* and ends the dialog."""
+        stores the answer in *hello_result* and ends the dialog. *record* receives every
+        answer given to the dialog (to replay it in tests)."""
         dialog: Dialog = factory(ctx, facts)
         try:
             req: Request = dialog.send(None)
@@ -574,6 +576,8 @@ class ServiceEngine:
                     if ctx.transport != "udp":
                         conn = await self.open(work, tls=ctx.tls)
                     response = Reply() if conn is not None else Reply(error="reconnect failed")
+                if record is not None and not isinstance(req, Send):
+                    record.append(response)
                 req = dialog.send(response)
                 work.check(facts)
         except StopIteration:

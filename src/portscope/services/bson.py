@@ -29,6 +29,8 @@ def encode(doc: dict[str, Any]) -> bytes:
             body += b"\x02" + _cstring(k) + struct.pack("<i", len(raw) + 1) + raw + b"\0"
         elif isinstance(v, dict):
             body += b"\x03" + _cstring(k) + encode(v)
+        elif isinstance(v, list):
+            body += b"\x04" + _cstring(k) + encode({str(i): x for i, x in enumerate(v)})
         else:
             raise TypeError(f"cannot encode {type(v).__name__}")
     return struct.pack("<i", len(body) + 5) + body + b"\0"

@@ -59,6 +59,8 @@ def dialog(ctx: Context, facts: Facts) -> Dialog:
         return
     r = yield from exchange(b"FEAT\r\n", code_reply_complete, limit=8192)
     fcode, flines = parse_code_reply(r.data)
+    if fcode is not None and fcode >= 400 and b" 5.5." in r.data[:16] or fcode == 250:
+        return  # an SMTP server answering (enhanced status code): not ours
     if fcode == 211:
         features = bounded_list(clean(x, 100) for x in flines[1:-1] if x.strip())
         facts.extra["features"] = features
@@ -69,8 +71,6 @@ def dialog(ctx: Context, facts: Facts) -> Dialog:
         # FEAT not implemented (old servers): still FTP if the greeting said so
         if facts.name is None:
             facts.identify("ftp", 6, "banner")
-    elif fcode == 250 or (fcode is not None and 400 <= fcode < 600 and b"5.5." in r.data):
-        return  # an SMTP server answering: not ours
     if facts.name is None:
         return
     if ctx.auth_checks:

@@ -69,12 +69,13 @@ def tcp_plan(hint: str | None, port: int, intensity: int) -> Plan:
     name = (hint or "").lower()
     hinted = HINTS.get(name) or TLS_HINTS.get(name)
     tls_first = name in TLS_HINTS or (hinted is None and port in TLS_PORTS)
-    probes: list[str] = []
+    probes: list[str] = [TLS] if tls_first else []
     if hinted and not PROTOCOLS[hinted].server_first:
         probes.append(hinted)
     elif not tls_first:
         probes.append("http")  # the most common client-first service, first in line
-    probes.append(TLS)
+    if TLS not in probes:
+        probes.append(TLS)
     ranked = sorted((p for p in PROTOCOLS.values()
                      if p.dialog is not None and not p.server_first and p.rarity <= intensity),
                     key=lambda p: (p.rarity, p.name))
