@@ -57,7 +57,7 @@ def sent(made: list[Any]) -> list[bytes]:
 ])
 def test_ssh_identification(ident: bytes, product: str, version: str | None,
                             extrainfo: str) -> None:
-    s, made = run("ssh", [], first=ident + b"\r\n", intensity=0)
+    s, _ = run("ssh", [], first=ident + b"\r\n", intensity=0)
     assert (s["name"], s["product"], s["version"], s["extrainfo"]) == \
         ("ssh", product, version, extrainfo)
     assert s["confidence"] >= 8
@@ -452,7 +452,7 @@ def test_rdp_nla_required() -> None:
         neg = struct.pack("<BBHI", kind, flags if kind == 2 else 0, 8, value)
         x224 = bytes([6 + len(neg), 0xD0, 0, 0, 0x12, 0x34, 0]) + neg
         return struct.pack("!BBH", 3, 0, 4 + len(x224)) + x224
-    s, made = run("ms-wbt-server", [
+    s, _ = run("ms-wbt-server", [
         confirm(2, 2), Reply(), confirm(3, 5), Reply(), confirm(3, 5), Reply(), confirm(2, 2),
         TLSResult(False, error="test"),
     ])

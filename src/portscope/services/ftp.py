@@ -59,7 +59,7 @@ def dialog(ctx: Context, facts: Facts) -> Dialog:
         return
     r = yield from exchange(b"FEAT\r\n", code_reply_complete, limit=8192)
     fcode, flines = parse_code_reply(r.data)
-    if fcode is not None and fcode >= 400 and b" 5.5." in r.data[:16] or fcode == 250:
+    if (fcode is not None and fcode >= 400 and b" 5.5." in r.data[:16]) or fcode == 250:
         return  # an SMTP server answering (enhanced status code): not ours
     if fcode == 211:
         features = bounded_list(clean(x, 100) for x in flines[1:-1] if x.strip())
@@ -67,10 +67,8 @@ def dialog(ctx: Context, facts: Facts) -> Dialog:
         facts.extra["auth_tls"] = any(f.upper().startswith("AUTH") and "TLS" in f.upper()
                                       for f in features)
         facts.identify("ftp", max(facts.confidence, 9), "banner")
-    elif fcode in (500, 502, 504):
-        # FEAT not implemented (old servers): still FTP if the greeting said so
-        if facts.name is None:
-            facts.identify("ftp", 6, "banner")
+    elif fcode in (500, 502, 504) and facts.name is None:
+        facts.identify("ftp", 6, "banner")  # FEAT not implemented (old servers)
     if facts.name is None:
         return
     if ctx.auth_checks:
