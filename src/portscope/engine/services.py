@@ -206,6 +206,8 @@ class Conn:
         self.closed = False
         self.got_data = False
         self.eof = False
+        self.peer_closed = False  # the server closed the connection
+        self.on_close: Callable[[Conn], None] | None = None
 
     # -- raw -------------------------------------------------------------------------
     async def _raw_write(self, data: bytes) -> None:
@@ -215,7 +217,12 @@ class Conn:
     async def _raw_read(self, n: int, seconds: float) -> bytes:
         if seconds <= 0:
             raise TimeoutError
-        return await asyncio.wait_for(self.reader.read(n), seconds)
+        data = await asyncio.wait_for(self.reader.read(n), seconds)
+        if data:
+            self.got_data = True
+        else:
+            self.peer_closed = True
+        return data
 
     # -- app data --------------------------------------------------------------------
     async def send(self, data: bytes) -> None:
@@ -228,6 +235,8 @@ class Conn:
             else:
                 await self._raw_write(data)
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
+            if isinstance(exc, ConnectionError):
+                self.peer_closed = True
             log.debug("%s:%s send failed: %s", self.host.address, self.port, exc)
 
     async def read_some(self, n: int, deadline: float) -> bytes:
@@ -281,6 +290,7 @@ class Conn:
                 break
             except (OSError, ConnectionError) as exc:
                 error = str(exc) or type(exc).__name__
+                self.peer_closed = True
                 break
             if not chunk:
                 eof = True
@@ -325,6 +335,7 @@ class Conn:
         except ssl.SSLError as exc:
             return f"TLS handshake failed: {exc.reason or exc}"
         except (OSError, ConnectionError) as exc:
+            self.peer_closed = True
             return f"TLS handshake failed: {exc}"
         self.sslobj, self._in, self._out = obj, incoming, outgoing
         return None
@@ -359,6 +370,8 @@ class Conn:
         if self.closed:
             return
         self.closed = True
+        if self.on_close is not None:
+            self.on_close(self)
         with contextlib.suppress(Exception):
             self.writer.close()
 
@@ -450,6 +463,10 @@ class _PortWork:
             self.winner = asyncio.current_task()
             self.found.set()
 
+    def closed(self, conn: Conn) -> None:
+        if conn.peer_closed and not conn.got_data:
+            self.silent_closes += 1
+
     def add(self, facts: Facts) -> Facts:
         self.results.append(facts)
         return facts
@@ -513,6 +530,7 @@ class ServiceEngine:
             self.connections += 1
             work.connections += 1
             conn = _SlotConn(self, hs, work.port, reader, writer)
+            conn.on_close = work.closed
             if tls:
                 err = await conn.start_tls()
                 if err is not None:
@@ -677,8 +695,6 @@ class ServiceEngine:
             return
         reply = await conn.recv(Recv(lambda d: True, limit=4096, timeout=wait))
         if not reply.data:
-            if reply.eof:
-                work.silent_closes += 1
             conn.close()
             return
         data = reply.data
@@ -770,8 +786,6 @@ class ServiceEngine:
         err = await conn.start_tls()
         if err is not None:
             facts.saw(bytes(conn.sniffed))
-            if not conn.sniffed and conn.eof:
-                work.silent_closes += 1
             conn.close()
             if then_follow:
                 await self.follow(work, facts)
