@@ -32,7 +32,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -560,3 +560,102 @@ def start_postgresql(host: LabHost, cert: Certificate | None = None, *, port: in
         m = re.search(r"\(PostgreSQL\) (\S+)", out)
         d.version = m.group(1) if m else None
     return d
+
+
+# --------------------------------------------------------------------------------------
+# the whole service lab
+
+
+@dataclass(frozen=True)
+class Expect:
+    """What a correct service detection says about one port."""
+
+    name: str
+    product: str
+    version: str | None
+    tunnel: str | None = None
+
+
+UNUSUAL_TCP = {8080: 22, 2222: 25, 3306: 21, 5900: 80, 993: 443, 1433: 6379, 3389: 5432,
+               8053: 53}
+"""Unusual port -> the daemon's standard port (an ssh on the web proxy port, an smtp on
+the ssh-alt port, a web server on VNC's, HTTPS on IMAPS' ...)."""
+UNUSUAL_UDP = {1161: 161, 5353: 53}
+
+
+@dataclass
+class ServiceLab:
+    """Every lab daemon on one host, on standard and unusual ports, with the answers a
+    correct detection gives (from the installed packages' versions)."""
+
+    host: LabHost
+    cert: Certificate
+    daemons: list[Daemon]
+    expect: dict[tuple[str, int], Expect]
+
+    @property
+    def tcp_ports(self) -> list[int]:
+        return sorted(p for proto, p in self.expect if proto == "tcp")
+
+    @property
+    def udp_ports(self) -> list[int]:
+        return sorted(p for proto, p in self.expect if proto == "udp")
+
+    def by_name(self, name: str) -> Daemon:
+        return next(d for d in self.daemons if d.name == name)
+
+    def stop(self) -> None:
+        for d in reversed(self.daemons):
+            d.stop()
+        shutil.rmtree(self.cert.cert.parent, ignore_errors=True)
+
+    def __enter__(self) -> ServiceLab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_service_lab(host: LabHost) -> ServiceLab:
+    """sshd, postfix, vsftpd, nginx (HTTP, HTTPS, legacy TLS), dnsmasq, snmpd, redis and
+    postgresql on *host*, plus iptables redirects from unusual ports."""
+    cert = make_certificate(Path(tempfile.mkdtemp(prefix="portscope-cert-")))
+    daemons: list[Daemon] = []
+    try:
+        starters: list[Callable[[], Daemon]] = [
+            lambda: start_sshd(host), lambda: start_postfix(host, cert),
+            lambda: start_vsftpd(host, cert), lambda: start_nginx(host, cert),
+            lambda: start_dnsmasq(host), lambda: start_snmpd(host), lambda: start_redis(host),
+            lambda: start_postgresql(host, cert)]
+        for start in starters:
+            daemons.append(start())
+        for unusual, standard in UNUSUAL_TCP.items():
+            redirect(host, unusual, standard)
+        for unusual, standard in UNUSUAL_UDP.items():
+            redirect(host, unusual, standard, "udp")
+    except BaseException:
+        for d in daemons:
+            d.stop()
+        shutil.rmtree(cert.cert.parent, ignore_errors=True)
+        raise
+    v = {d.name: (d.version or "").split("+")[0] or None for d in daemons}
+    std: dict[tuple[str, int], Expect] = {
+        ("tcp", 22): Expect("ssh", "OpenSSH", v["sshd"]),
+        ("tcp", 25): Expect("smtp", "Postfix smtpd", v["postfix"]),
+        ("tcp", 587): Expect("smtp", "Postfix smtpd", v["postfix"]),
+        ("tcp", 21): Expect("ftp", "vsftpd", v["vsftpd"]),
+        ("tcp", 80): Expect("http", "nginx", v["nginx"]),
+        ("tcp", 443): Expect("https", "nginx", v["nginx"], "ssl"),
+        ("tcp", 8443): Expect("https", "nginx", v["nginx"], "ssl"),
+        ("tcp", 53): Expect("domain", "dnsmasq", v["dnsmasq"]),
+        ("udp", 53): Expect("domain", "dnsmasq", v["dnsmasq"]),
+        ("udp", 161): Expect("snmp", "net-snmp", v["snmpd"]),
+        ("tcp", 6379): Expect("redis", "Redis key-value store", v["redis"]),
+        ("tcp", 5432): Expect("postgresql", "PostgreSQL DB", v["postgresql"]),
+    }
+    expect = dict(std)
+    for unusual, standard in UNUSUAL_TCP.items():
+        expect[("tcp", unusual)] = std[("tcp", standard)]
+    for unusual, standard in UNUSUAL_UDP.items():
+        expect[("udp", unusual)] = std[("udp", standard)]
+    return ServiceLab(host, cert, daemons, expect)

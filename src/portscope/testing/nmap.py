@@ -117,3 +117,40 @@ def run_nmap(args: Sequence[str], *, timeout: float = 300.0) -> list[NmapHost]:
     if proc.returncode != 0:
         raise PortscopeError(f"nmap failed (exit {proc.returncode}): {proc.stderr.strip()}")
     return parse_nmap_xml(proc.stdout)
+
+
+@dataclass(frozen=True)
+class NmapService:
+    """What ``nmap -sV`` said about one port (``<service>`` in its XML)."""
+
+    port: int
+    protocol: str
+    state: str
+    name: str
+    product: str
+    version: str
+    extrainfo: str
+    tunnel: str
+    method: str
+    conf: int
+
+
+def nmap_services(text: str) -> dict[tuple[str, int], NmapService]:
+    """``{(protocol, port): NmapService}`` of the listed ports of an nmap ``-oX`` document."""
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as exc:
+        raise DataError(f"not nmap XML: {exc}") from None
+    out: dict[tuple[str, int], NmapService] = {}
+    for p in root.iter("port"):
+        st = p.find("state")
+        svc = p.find("service")
+        key = (p.get("protocol", ""), int(p.get("portid", "0")))
+        attrs = svc.attrib if svc is not None else {}
+        out[key] = NmapService(
+            port=key[1], protocol=key[0], state=st.get("state", "") if st is not None else "",
+            name=attrs.get("name", ""), product=attrs.get("product", ""),
+            version=attrs.get("version", ""), extrainfo=attrs.get("extrainfo", ""),
+            tunnel=attrs.get("tunnel", ""), method=attrs.get("method", ""),
+            conf=int(attrs.get("conf", "0")))
+    return out
