@@ -244,7 +244,7 @@ def service_element(svc: Service) -> str:
         ("method", "probed" if detected else "table"),
         ("conf", min(10, max(0, int(svc.confidence)))),
     ]
-    cpes = [f"<cpe>{text(printable(c))}</cpe>" for c in svc.cpe] if detected else []
+    cpes = [f"<cpe>{text(printable(c))}</cpe>" for c in svc.cpe if c] if detected else []
     if not cpes:
         return _tag("service", attrs)
     return f"{_tag('service', attrs, empty=False)}{''.join(cpes)}</service>"
@@ -267,13 +267,14 @@ def os_element(os: OSGuess) -> str:
     out = [_tag("os", [], empty=False), "\n",
            _tag("osmatch", [("name", os.name), ("accuracy", os.accuracy), ("line", 0)],
                 empty=False), "\n"]
-    if os.family or os.vendor or os.cpe:
+    cpe = [c for c in os.cpe if c]  # libnmap fails on an empty <cpe/>
+    if os.family or os.vendor or cpe:
         cls_attrs: list[tuple[str, object | None]] = [
             ("vendor", os.vendor or os.family or ""),
             ("osfamily", os.family or os.vendor or ""),
             ("accuracy", os.accuracy),
         ]
-        cpes = "".join(f"<cpe>{text(c)}</cpe>" for c in os.cpe)
+        cpes = "".join(f"<cpe>{text(printable(c))}</cpe>" for c in cpe)
         out.append(f"{_tag('osclass', cls_attrs, empty=False)}{cpes}</osclass>\n")
     out.append("</osmatch>\n</os>\n")
     return "".join(out)
