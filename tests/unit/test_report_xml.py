@@ -238,7 +238,9 @@ def test_empty_run() -> None:
 
 @pytest.mark.parametrize(("types", "expected"), [
     (("syn", "udp"), [("syn", Protocol.TCP), ("udp", Protocol.UDP)]),
-    (("tcp_connect", "-sS", "sS", "ping"), [("connect", Protocol.TCP), ("syn", Protocol.TCP)]),
+    (("tcp_connect", "-sS", "sS", "ping", "-sn"),
+     [("connect", Protocol.TCP), ("syn", Protocol.TCP)]),
+    (("-sN", "-sU", "UDP"), [("null", Protocol.TCP), ("udp", Protocol.UDP)]),
     (("XMAS", "fin", "null", "ack", "window", "maimon"),
      [("xmas", Protocol.TCP), ("fin", Protocol.TCP), ("null", Protocol.TCP),
       ("ack", Protocol.TCP), ("window", Protocol.TCP), ("maimon", Protocol.TCP)]),
