@@ -15,15 +15,28 @@ from portscope.errors import EXIT_DIFFERENT, DataError, UsageError, reading
 from portscope.model import Exposure, Inventory, ScanRun
 
 
-def read_inventory(path: str) -> Inventory:
+def _read_text(path: str) -> str:
     with reading(path):
-        text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
+        if path == "-":
+            return sys.stdin.read()
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+
+
+def read_inventory(path: str) -> Inventory:
+    """A saved inventory: portscope's JSON, or the text of netstat -an / ss -ltnup."""
+    from portscope.local.listing import parse_listing, with_services
+    from portscope.targets import service_db
+
+    text = _read_text(path)
     try:
-        doc = json.loads(text)
-    except ValueError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})") from None
-    try:
-        return Inventory.from_dict(doc)
+        if text.lstrip().startswith("{"):
+            try:
+                doc = json.loads(text)
+            except ValueError as exc:
+                raise DataError(f"not valid JSON ({exc})") from None
+            return Inventory.from_dict(doc)
+        return with_services(parse_listing(text, source=path), service_db().name)
     except DataError as exc:
         raise DataError(f"{path}: {exc.message}") from None
 
@@ -31,8 +44,7 @@ def read_inventory(path: str) -> Inventory:
 def read_scan(path: str) -> ScanRun:
     from portscope.local.scanfile import parse_scan
 
-    with reading(path):
-        text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
+    text = _read_text(path)
     try:
         return parse_scan(text, path)
     except DataError as exc:
@@ -56,7 +68,8 @@ def _fail_on(text: str | None) -> set[Exposure]:
 
 @click.command("compare", context_settings=CONTEXT)
 @click.option("--local", "local_file", metavar="FILE",
-              help="a saved inventory ('portscope local --json FILE', maybe from another host)")
+              help="a saved inventory: 'portscope local --json' of this or another host, or "
+                   "the output of 'netstat -an' or 'ss -ltnup' there")
 @click.option("--netns", metavar="NAME",
               help="take the inventory in network namespace NAME now (needs root)")
 @collector_option

@@ -138,7 +138,7 @@ def procfs_table(proc_root: str = "/proc", *, only: str | None = None
             notes.append(f"cannot read {path}: {exc.strerror}")
             continue
         found = True
-        table = procnet.parse_table(text, proto, fam, byteorder=sys.byteorder)  # type: ignore[arg-type]
+        table = procnet.parse_table(text, proto, fam, byteorder=sys.byteorder)
         if table.skipped:
             notes.append(f"{table.skipped} unreadable line(s) in {path} skipped")
         tables.append(table)
@@ -285,7 +285,8 @@ def collect(collector: str = "auto", *, now: datetime | None = None,
             proc_root: str = "/proc") -> Inventory:
     """This host's (this network namespace's) listening sockets, as an :class:`Inventory`."""
     errors = []
-    for name, fn in _pick(collector):
+    name = collector
+    for name, fn in _pick(collector):  # noqa: B007 - name is used after the loop
         try:
             sockets, notes = fn()
         except CollectorUnavailable as exc:

@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (Japanese text is two cells wide per character)
 """What each comparison class means and what to do about it, in English and Japanese.
 
 Texts are keyed by the codes a :class:`~portscope.model.Comparison` carries (its classes,

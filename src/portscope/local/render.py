@@ -227,7 +227,7 @@ def _summary(c: Comparison, lang: str) -> str:
     counts = [(advice.class_text(Exposure(k), lang).label, n) for k, n in c.counts().items()
               if n]
     if lang == "ja":
-        return "集計: " + "、".join(f"{label} {n}" for label, n in counts) if counts else "集計: なし"
+        return "集計: " + ("、".join(f"{label} {n}" for label, n in counts) or "なし")
     return "Summary: " + (", ".join(f"{n} {label}" for label, n in counts) or "nothing to compare")
 
 
