@@ -253,8 +253,11 @@ def compare(inventory: Inventory, run: ScanRun, *, addresses: Sequence[str] | No
         args["hours"] = f"{hours:.0f}"
     if risk is None:
         notes.append("no-risk-source")
+    hostname = inventory.hostname
+    if inventory.netns:
+        hostname = f"{hostname} (network namespace {inventory.netns})"
     return Comparison(
-        hostname=inventory.hostname, inventory_taken=inventory.taken, scan_id=run.id,
+        hostname=hostname, inventory_taken=inventory.taken, scan_id=run.id,
         scan_started=run.started, vantage=run.vantage, ports_spec=run.ports_spec,
         addresses=tuple(h.address for h, _ in hosts), translated=translated_addrs,
         entries=tuple(sorted(entries, key=ComparedPort.sort_key)),
