@@ -97,7 +97,7 @@ def test_errors_are_one_line(args: list[str], code: int, msg: str, files: tuple[
     bad = tmp_path / "bad.txt"
     bad.write_text("hello\n")
     argv = [a.format(inv=inv, scan=scan, bad=bad) for a in args]
-    got, out, err = run_cli(argv, capsys)
+    got, _, err = run_cli(argv, capsys)
     assert got == code, err
     assert err.startswith("portscope: error: ") and msg in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -1,3 +1,4 @@
+# ruff: noqa: E501
 """Inventories from netstat and ss text of other platforms."""
 
 from __future__ import annotations

@@ -76,7 +76,8 @@ def test_decode_address(text: str, order: procnet.Byteorder, want: str) -> None:
     assert procnet.decode_address(text, order) == want
 
 
-HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+HEADER = ("  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  "
+          "timeout inode\n")
 GOOD = ("   0: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0"
         "        0 1092 1 0000000051047bfe 100 0 0 10 0\n")
 

@@ -1,3 +1,4 @@
+# ruff: noqa: E501
 """Re-record the socket tables in this directory (root; uses the namespace lab).
 
     sudo .venv/bin/python tests/data/local/record.py
