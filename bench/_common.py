@@ -39,7 +39,8 @@ class Series:
         return statistics.median(s.peak_rss_mb for s in self.samples)
 
 
-def run_timed(argv: Sequence[str], **kw: Any) -> tuple[float, float, subprocess.CompletedProcess[str]]:
+def run_timed(argv: Sequence[str], **kw: Any
+              ) -> tuple[float, float, subprocess.CompletedProcess[str]]:
     """Run a command; (wall seconds, peak RSS of the child in MB, the process)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t0 = time.perf_counter()

@@ -25,11 +25,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Sample, Series, machine_note, repeat, run_timed, table  # noqa: E402
+from _common import Sample, Series, machine_note, repeat, run_timed, table
 
-from portscope.model import PortState, ScanRun, expand_host  # noqa: E402
-from portscope.testing.lab import Lab  # noqa: E402
-from portscope.testing.nmap import parse_nmap_xml  # noqa: E402
+from portscope.model import PortState, ScanRun, expand_host
+from portscope.testing.lab import Lab
+from portscope.testing.nmap import parse_nmap_xml
 
 DROPPED_RANGE = (20000, 24999)
 
