@@ -64,6 +64,13 @@ def align(rows: Sequence[Sequence[str]]) -> list[str]:
     return out
 
 
+def user_label(sock: ListeningSocket) -> str | None:
+    """The socket's owner, else the user of its first process."""
+    if sock.user:
+        return sock.user
+    return next((p.user for p in sock.processes if p.user), None)
+
+
 def processes_label(sock: ListeningSocket) -> tuple[str, str]:
     """("sshd,sshd", "812,813") for the processes holding *sock*."""
     if not sock.processes:
@@ -93,7 +100,7 @@ _INV_HEADER = ["PROTO", "ADDRESS", "PORT", "SCOPE", "SERVICE", "PID", "PROCESS",
 def _inv_row(s: ListeningSocket) -> list[str]:
     names, pids = processes_label(s)
     return [s.protocol.value, printable(s.display_address), str(s.port), s.scope.value,
-            printable(s.service or "-"), pids, names, printable(s.user or "-")]
+            printable(s.service or "-"), pids, names, printable(user_label(s) or "-")]
 
 
 def render_inventory_text(inv: Inventory) -> str:
@@ -147,7 +154,8 @@ def inventory_to_run(inv: Inventory, *, run_id: str = "") -> ScanRun:
                 continue
             names, pids = processes_label(s)
             extra = "; ".join(x for x in (f"pid {pids}" if pids != "-" else "",
-                                          f"user {printable(s.user)}" if s.user else "",
+                                          f"user {printable(user_label(s) or '')}"
+                                          if user_label(s) else "",
                                           f"bound {s.display_address}") if x)
             ports[s.key] = PortResult(
                 port=s.port, protocol=s.protocol, state=PortState.OPEN, reason="local-socket",
