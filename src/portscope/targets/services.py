@@ -35,22 +35,19 @@ NMAP_SERVICES_PATHS = (
 @dataclass
 class ServiceDB:
     by_port: dict[tuple[str, int], str] = field(default_factory=dict)
-    by_name: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    by_name: dict[str, dict[tuple[str, int], None]] = field(default_factory=dict)
     # (proto, port) -> open frequency (higher = more often open), from nmap-services
     frequency: dict[tuple[str, int], float] = field(default_factory=dict)
     ranking_source: str = ""
     builtin_rank: list[tuple[str, int]] = field(default_factory=list)
 
-    _seen: set[tuple[str, str, int]] = field(default_factory=set, repr=False)
-
     def add(self, name: str, proto: str, port: int, *, override: bool = False) -> None:
         key = (proto, port)
+        if name == "unknown":  # nmap-services' placeholder is no name
+            return
         if override or key not in self.by_port:
             self.by_port[key] = name
-        lname = name.lower()
-        if (lname, proto, port) not in self._seen:  # a set: "unknown" has thousands of ports
-            self._seen.add((lname, proto, port))
-            self.by_name.setdefault(lname, []).append(key)
+        self.by_name.setdefault(name.lower(), {})[key] = None
 
     def name(self, port: int, proto: str = "tcp") -> str | None:
         return self.by_port.get((proto, port))
