@@ -560,7 +560,7 @@ def test_plans() -> None:
     redis = identify.tcp_plan("redis", 6379, 7)
     assert redis.hinted == "redis" and redis.probes[0] == "redis"
     light = identify.tcp_plan(None, 40000, 2)
-    assert light.probes == ("http", identify.TLS, "generic")
+    assert light.probes == ("http", identify.TLS, "generic", "redis")
     assert "mongodb" in identify.tcp_plan(None, 40000, 9).probes
     assert identify.udp_plan("snmp", 161, 7).udp[0] == "snmp"
     assert identify.udp_plan(None, 40000, 0).udp == ()

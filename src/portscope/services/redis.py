@@ -85,5 +85,5 @@ def dialog(ctx: Context, facts: Facts) -> Dialog:
     yield from exchange(b"QUIT\r\n", line_complete, limit=256, timeout=1.0)
 
 
-PROTOCOL = ServiceProtocol(name="redis", dialog=dialog, recognize=recognize, rarity=3,
+PROTOCOL = ServiceProtocol(name="redis", dialog=dialog, recognize=recognize, rarity=2,
                            hints=("redis",))
