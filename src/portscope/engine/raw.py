@@ -353,7 +353,8 @@ class RawEngine:
                         rate.on_local_drop(d)
                     next_drop_check = now + 0.05
                 # 1. send
-                tokens = int(bucket.available(now))
+                avail = bucket.available(now)
+                tokens = cap if avail == float("inf") else int(avail)
                 budget = min(tokens, cap - active)
                 sent = 0
                 while sent < budget and can_send():

@@ -253,14 +253,20 @@ class Cookie:
     an earlier run, or someone else's traffic, does not validate.
     """
 
-    __slots__ = ("_key",)
+    __slots__ = ("_key", "_last", "_state")
 
     def __init__(self, key: bytes) -> None:
         if not 16 <= len(key) <= 64:
             raise ValueError("cookie key must be 16..64 bytes")
         self._key = key
+        self._last = b""
+        self._state = hashlib.blake2b(key=key, digest_size=4)
 
     def __call__(self, target: bytes, port: int, our_port: int) -> int:
-        d = hashlib.blake2b(target + _HH.pack(port, our_port), key=self._key,
-                            digest_size=4).digest()
-        return int.from_bytes(d, "big")
+        if target != self._last:  # keyed state absorbed the target once (scans of one host)
+            st = hashlib.blake2b(key=self._key, digest_size=4)
+            st.update(target)
+            self._state, self._last = st, target
+        h = self._state.copy()
+        h.update(_HH.pack(port, our_port))
+        return int.from_bytes(h.digest(), "big")

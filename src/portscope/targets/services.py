@@ -40,14 +40,16 @@ class ServiceDB:
     frequency: dict[tuple[str, int], float] = field(default_factory=dict)
     ranking_source: str = ""
     builtin_rank: list[tuple[str, int]] = field(default_factory=list)
+    _named: set[tuple[str, str, int]] = field(default_factory=set, repr=False)
 
     def add(self, name: str, proto: str, port: int, *, override: bool = False) -> None:
         key = (proto, port)
         if override or key not in self.by_port:
             self.by_port[key] = name
-        entries = self.by_name.setdefault(name.lower(), [])
-        if key not in entries:
-            entries.append(key)
+        lname = name.lower()
+        if (lname, proto, port) not in self._named:  # a set: "unknown" has 1000s of ports
+            self._named.add((lname, proto, port))
+            self.by_name.setdefault(lname, []).append(key)
 
     def name(self, port: int, proto: str = "tcp") -> str | None:
         return self.by_port.get((proto, port))
