@@ -58,7 +58,7 @@ from portscope.targets.permutation import Probe
 _M32 = 0xFFFFFFFF
 MISS_PROBABILITY = 1e-5  # target chance of missing an answering port through random loss
 # budget for resolving UDP ports behind an ICMP rate limit, per template level (seconds)
-UDP_RESOLVE_TIME = {0: 60.0, 1: 60.0, 2: 30.0, 3: 10.0, 4: 6.0, 5: 3.0}
+UDP_RESOLVE_TIME = {0: 60.0, 1: 60.0, 2: 30.0, 3: 10.0, 4: 5.0, 5: 2.5}
 
 # flight states
 _INFLIGHT, _QUEUED, _SILENT = 0, 1, 2
@@ -171,9 +171,10 @@ class RawEngine:
         cap = max(1, timing.max_parallel * 32) if timing.scan_delay == 0 else 1
 
         flights: dict[tuple[bytes, int], list[Any]] = {}
-        # timeouts in send order: deadlines are nearly monotonic (one timeout per /24),
-        # so a FIFO replaces a heap (a later, shorter deadline waits a little longer)
-        heap: deque[tuple[float, int, tuple[bytes, int]]] = deque()
+        # probes in send order; a probe expires when it has waited its group's *current*
+        # timeout (so early probes sent before the first RTT sample do not wait for the
+        # conservative initial timeout). A FIFO, not a heap: timeouts are per /24.
+        heap: deque[tuple[float, int, tuple[bytes, int], float]] = deque()
         retry: deque[tuple[bytes, int]] = deque()
         templates: dict[str, tuple[bytes, Any]] = {}
         active = 0
@@ -249,10 +250,9 @@ class RawEngine:
             rate.sent += 1
             if tries > 1:
                 stats.retransmissions += 1
-                timeout = group_of(target).rtt.timeout() * 1.5
+                heap.append((now, serial, key, 1.5))
             else:
-                timeout = group_of(target).rtt.timeout()
-            heap.append((now + timeout, serial, key))
+                heap.append((now, serial, key, 1.0))
             return True
 
         def receive(now: float) -> int:
@@ -317,8 +317,11 @@ class RawEngine:
 
         def expire(now: float) -> None:
             nonlocal active
-            while heap and heap[0][0] <= now:
-                _, ser, key = heap.popleft()
+            while heap:
+                sent_at, ser, key, factor = heap[0]
+                if now - sent_at < group_of(key[0]).rtt.timeout() * factor:
+                    break
+                heap.popleft()
                 e = flights.get(key)
                 if e is None or e[4] != ser or e[5] != _INFLIGHT:
                     continue
@@ -402,7 +405,9 @@ class RawEngine:
                     continue
                 idle = 0.05
                 if heap:
-                    idle = min(idle, max(heap[0][0] - now, 0.0))
+                    h0 = heap[0]
+                    due = h0[0] + group_of(h0[2][0]).rtt.timeout() * h0[3]
+                    idle = min(idle, max(due - now, 0.0))
                 if (retry or not source_done) and active < cap and can_send():
                     idle = min(idle, bucket.wait_time(now))
                 wait(idle)
@@ -471,7 +476,10 @@ class RawEngine:
             r = min(max(r, 0.2), 10000.0)
             paces[gk] = r
             self.icmp_rates[str(gk.hex())] = r
-        next_at = dict.fromkeys(by_group, clock())
+        # the bucket is empty after the main pass: start one interval later, and pace 10%
+        # slower than the learned rate so every paced probe finds a token
+        start = clock()
+        next_at = {gk: start + 1.1 / paces[gk] for gk in by_group}
         silences: dict[tuple[bytes, int], int] = {}
         rate.fixed = True  # pacing, not the rate controller, decides now
         bucket.rate = None
@@ -497,7 +505,7 @@ class RawEngine:
                     e[5] = _QUEUED
                     e[1] = min(int(e[1]), self.timing.max_retries)
                     retry.append(key)
-                    next_at[gk] = now + 1.0 / paces[gk]
+                    next_at[gk] = now + 1.1 / paces[gk]
                     return True
             return False
 
