@@ -71,6 +71,11 @@ def scan_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("-r", "sequential", is_flag=True, help="probe in sequential order"),
         click.option("--shard", metavar="I/N",
                      help="scan only shard I of N (0-based) of the probe space"),
+        click.option("--state", "state_file", metavar="FILE",
+                     help="save the scan's progress to FILE (continue it with --resume)"),
+        click.option("--resume", "resume_file", metavar="FILE",
+                     help="continue the scan saved with --state FILE: same seed and shard, "
+                          "decided ports are not probed again"),
         click.option("--no-fallback", is_flag=True,
                      help="raw scans (-sS ...) without root/CAP_NET_RAW: fail instead of "
                           "falling back to -sT"),
@@ -159,6 +164,7 @@ def prepare(kw: dict[str, Any], *, argv: list[str] | None = None) -> PreparedSca
         skip_discovery=bool(kw.get("skip_discovery")), discovery_only=discovery_only,
         randomize=not kw.get("sequential"), shard=_parse_shard(kw.get("shard")),
         command=command, no_fallback=bool(kw.get("no_fallback")),
+        state_file=kw.get("state_file"), resume_file=kw.get("resume_file"),
     )
     return PreparedScan(targets, options)
 

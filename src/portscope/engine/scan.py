@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 from typing import Protocol as TypingProtocol
 
 from portscope.engine.connect import ConnectEngine, EngineStats, is_loopback
@@ -106,6 +107,8 @@ class ScanOptions:
     command: str = ""
     run_id: str | None = None
     no_fallback: bool = False  # raw scans without privileges: error instead of -sT
+    state_file: str | None = None  # write decided ports here (engine/resume.py)
+    resume_file: str | None = None  # continue the scan saved in this state file
 
 
 @dataclass
@@ -120,6 +123,13 @@ class Scanner:
 
     def __post_init__(self) -> None:
         self.warnings: list[str] = []
+        self._resume = None
+        if self.options.resume_file:
+            from portscope.engine.resume import read_state
+
+            self._resume = read_state(self.options.resume_file)
+            self.options = replace(self.options, seed=self._resume.seed,
+                                   shard=tuple(self._resume.header.get("shard", (0, 1))))
         self.raw_ok = self._raw_privileges()
         self.scan_flags = self._effective_flags()
         self._engine: Engine | None = None
@@ -265,11 +275,37 @@ class Scanner:
         if self.on_port:
             self.on_port(address, result)
 
+    def _open_state(self) -> None:
+        from portscope.engine.resume import StateWriter
+
+        self._state_writer = None
+        path = self.options.state_file or self.options.resume_file
+        if path:
+            header = {"seed": self.seed, "shard": list(self.options.shard),
+                      "command": self.options.command,
+                      "targets": list(self.targets.specs),
+                      "ports": self.options.ports.canonical(),
+                      "scan_types": list(self.scan_flags)}
+            self._state_writer = StateWriter(path, header, append=self._resume is not None)
+
     def run(self) -> ScanRun:
         opts = self.options
         t0 = time.monotonic()
         if self.on_start:
             self.on_start(self.run_header)
+        self._open_state()
+        if self._resume is not None:  # what the interrupted run decided, re-emitted
+            for _flag, addr, result in self._resume.results:
+                self._ports.setdefault(addr, []).append(result)
+                if self.on_port:
+                    self.on_port(addr, result)
+        try:
+            return self._run(opts, t0)
+        finally:
+            if self._state_writer is not None:
+                self._state_writer.close()
+
+    def _run(self, opts: ScanOptions, t0: float) -> ScanRun:
         live = self._discover()
         if live and not opts.discovery_only and not self._stopped:
             live_set = parse_targets(live)
@@ -287,7 +323,17 @@ class Scanner:
                 factory = ENGINES.get(flag)
                 if factory is None:
                     raise NotImplementedError(f"no engine for -s{flag}")
-                engine = factory(space.walk(shard=opts.shard), opts.timing, self._record)
+                from portscope.engine.resume import filter_decided
+
+                decided = self._resume.decided.get(flag, set()) if self._resume else set()
+                def record(address: str, result: PortResult, flag: str = flag,
+                           writer: Any = self._state_writer) -> None:
+                    if writer is not None:
+                        writer.port(flag, address, result)
+                    self._record(address, result)
+
+                engine = factory(filter_decided(space.walk(shard=opts.shard), decided),
+                                 opts.timing, record)
                 self._engine = engine
                 engine.run()
                 self._add_stats(engine.stats)
