@@ -45,9 +45,9 @@ def scan_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help=f"the N most commonly open ports (default {DEFAULT_TOP_PORTS})"),
         click.option("--exclude-ports", metavar="PORTS", help="ports not to scan"),
         click.option("-s", "scan_flags", multiple=True, metavar="TYPE",
-                     help="scan type: -sT connect (default), -sn discovery only, "
-                          "-sV service/version detection; "
-                          "see 'portscope scan --help-scan-types'"),
+                     help="scan type: -sT connect (default), -sS SYN, -sF FIN, -sN NULL, "
+                          "-sX Xmas, -sA ACK, -sW Window, -sU UDP, -sn discovery only; "
+                          "-sV adds service/version detection"),
         click.option("--version-intensity", type=click.IntRange(0, 9), metavar="0-9",
                      help="-sV: how many probes to try on unknown ports (default 7)"),
         click.option("--version-light", is_flag=True, help="-sV with intensity 2 (faster)"),
@@ -81,6 +81,14 @@ def scan_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("-r", "sequential", is_flag=True, help="probe in sequential order"),
         click.option("--shard", metavar="I/N",
                      help="scan only shard I of N (0-based) of the probe space"),
+        click.option("--state", "state_file", metavar="FILE",
+                     help="save the scan's progress to FILE (continue it with --resume)"),
+        click.option("--resume", "resume_file", metavar="FILE",
+                     help="continue the scan saved with --state FILE: same seed and shard, "
+                          "decided ports are not probed again"),
+        click.option("--no-fallback", is_flag=True,
+                     help="raw scans (-sS ...) without root/CAP_NET_RAW: fail instead of "
+                          "falling back to -sT"),
     ]
     for opt in reversed(opts):
         func = opt(func)
@@ -170,7 +178,9 @@ def prepare(kw: dict[str, Any], *, argv: list[str] | None = None) -> PreparedSca
         ports=ports, scan_types=tuple(flags), timing=timing, seed=kw.get("seed"),
         skip_discovery=bool(kw.get("skip_discovery")), discovery_only=discovery_only,
         randomize=not kw.get("sequential"), shard=_parse_shard(kw.get("shard")),
-        command=command, services=service_options(kw, enabled=versions),
+        command=command, no_fallback=bool(kw.get("no_fallback")),
+        state_file=kw.get("state_file"), resume_file=kw.get("resume_file"),
+        services=service_options(kw, enabled=versions),
     )
     return PreparedScan(targets, options)
 
@@ -295,6 +305,8 @@ def execute(prepared: PreparedScan, outputs: Outputs, *, progress: bool,
 
     scanner = Scanner(prepared.targets, prepared.options, on_port=port_cb,
                       on_host=outputs.host, on_start=outputs.start, on_phase=bar.phase,
+                      on_warning=lambda text: click.echo(f"portscope: warning: {text}",
+                                                         err=True),
                       on_service=service_cb)
     with _interrupts(scanner), bar:
         run = scanner.run()

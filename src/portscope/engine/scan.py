@@ -15,11 +15,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 from typing import Protocol as TypingProtocol
 
 from portscope.engine.connect import ConnectEngine, EngineStats, is_loopback
 from portscope.engine.services import Control, ServiceOptions, wanted
-from portscope.engine.timing import Timing, template
+from portscope.engine.timing import TEMPLATES, Timing, template
 from portscope.model import (
     Host,
     HostStatus,
@@ -56,10 +57,32 @@ def _connect_factory(probes: Iterator[Probe], timing: Timing, cb: PortCallback) 
     return ConnectEngine(probes, timing, cb)
 
 
+def template_level(timing: Timing) -> int:
+    """The -T level a timing derives from (3 when it is not one of the templates)."""
+    return next((k for k, t in TEMPLATES.items() if t.name == timing.name), 3)
+
+
+def _raw_factory(flag: str) -> EngineFactory:
+    def factory(probes: Iterator[Probe], timing: Timing, cb: PortCallback) -> Engine:
+        from portscope.engine.raw import RawEngine
+
+        st = get_scan_type(flag)
+        payloads = None
+        if st.protocol == "udp":
+            from portscope.probes.udp_payloads import PayloadTable
+
+            payloads = PayloadTable.default()
+        return RawEngine(probes, timing, cb, st, level=template_level(timing),
+                         payloads=payloads)
+
+    return factory
+
+
 ENGINES: dict[str, EngineFactory] = {
     "T": _connect_factory,
+    **{flag: _raw_factory(flag) for flag in "SFNXAWU"},
 }
-"""Scan-type flag -> engine factory. Raw engines register here too."""
+"""Scan-type flag -> engine factory (connect for -sT; the raw engine for the others)."""
 
 DISCOVERY_PORTS = (80, 443)  # unprivileged discovery, like nmap without root
 
@@ -85,6 +108,9 @@ class ScanOptions:
     shard: tuple[int, int] = (0, 1)
     command: str = ""
     run_id: str | None = None
+    no_fallback: bool = False  # raw scans without privileges: error instead of -sT
+    state_file: str | None = None  # write decided ports here (engine/resume.py)
+    resume_file: str | None = None  # continue the scan saved in this state file
     services: ServiceOptions | None = None  # -sV: service and version detection
 
 
@@ -96,10 +122,21 @@ class Scanner:
     on_host: HostCallback | None = None
     on_start: Callable[[ScanRun], None] | None = None
     on_phase: Callable[[str, int], None] | None = None  # (phase name, probes expected)
+    on_warning: Callable[[str], None] | None = None
     on_service: PortCallback | None = None  # a port again, with what answers there (-sV)
 
     def __post_init__(self) -> None:
         check_targets(self.targets)  # PORTSCOPE_SAFETY_ALLOW, before anything is sent
+        self.warnings: list[str] = []
+        self._resume = None
+        if self.options.resume_file:
+            from portscope.engine.resume import read_state
+
+            self._resume = read_state(self.options.resume_file)
+            self.options = replace(self.options, seed=self._resume.seed,
+                                   shard=tuple(self._resume.header.get("shard", (0, 1))))
+        self.raw_ok = self._raw_privileges()
+        self.scan_flags = self._effective_flags()
         self._engine: Engine | None = None
         self._detection: Control | None = None
         self._stopped = False
@@ -113,7 +150,7 @@ class Scanner:
             id=self.options.run_id or new_run_id(started),
             started=started,
             command=self.options.command,
-            scan_types=tuple(get_scan_type(f).name for f in self.options.scan_types),
+            scan_types=tuple(get_scan_type(f).name for f in self.scan_flags),
             ports_spec=self.options.ports.canonical(),
             targets=self.targets.specs,
             vantage=vantage(),
@@ -121,6 +158,38 @@ class Scanner:
             extra={"seed": self.seed, "timing": self.options.timing.name,
                    "shard": list(self.options.shard)},
         )
+
+    @staticmethod
+    def _raw_privileges() -> bool:
+        from portscope.engine.rawsock import raw_available
+
+        return raw_available() is None
+
+    def _warn(self, text: str) -> None:
+        self.warnings.append(text)
+        if self.on_warning:
+            self.on_warning(text)
+
+    def _effective_flags(self) -> tuple[str, ...]:
+        """The scan types to run: raw ones fall back (-sS -> -sT) without privileges,
+        or fail with --no-fallback."""
+        from portscope.engine.rawsock import CAPABILITY_HELP
+        from portscope.errors import PermissionProblem
+
+        out: list[str] = []
+        for flag in self.options.scan_types:
+            st = get_scan_type(flag)
+            if st.needs_root and not self.raw_ok:
+                if st.fallback and not self.options.no_fallback:
+                    self._warn(f"-s{flag} ({st.name}) needs raw sockets: using -s{st.fallback} "
+                               f"instead. {CAPABILITY_HELP}")
+                    if st.fallback not in out:
+                        out.append(st.fallback)
+                    continue
+                raise PermissionProblem(f"-s{flag} ({st.name} scan): {CAPABILITY_HELP}")
+            if flag not in out:
+                out.append(flag)
+        return tuple(out)
 
     # -- control --------------------------------------------------------------------
     def stop(self) -> None:
@@ -147,6 +216,8 @@ class Scanner:
                 probe_targets.append(addr)
         if not probe_targets or self._stopped:
             return live
+        if self.raw_ok:
+            return live + self._discover_raw(probe_targets)
         answered: dict[str, str] = {}
 
         def cb(address: str, result: PortResult) -> None:
@@ -173,6 +244,28 @@ class Scanner:
                 self._status[addr] = (HostStatus.DOWN, Reason.NO_RESPONSE)
         return live
 
+    def _discover_raw(self, addresses: list[str]) -> list[str]:
+        """Privileged discovery: ICMP echo, SYN 443, ACK 80, ICMP timestamp."""
+        from portscope.engine.discovery import RawDiscovery
+
+        if self.on_phase:
+            self.on_phase("discovery", len(addresses))
+        disc = RawDiscovery(addresses, self.options.timing,
+                            level=template_level(self.options.timing))
+        self._engine = disc  # type: ignore[assignment]
+        answers = disc.run()
+        self._add_stats(disc.stats)
+        live = []
+        for addr in addresses:
+            ans = answers.get(addr)
+            if ans is not None:
+                self._status[addr] = (HostStatus.UP, ans.reason)
+                self._rtt[addr] = ans.rtt
+                live.append(addr)
+            else:
+                self._status[addr] = (HostStatus.DOWN, Reason.NO_RESPONSE)
+        return live
+
     def _add_stats(self, s: EngineStats) -> None:
         self.stats = replace(
             self.stats,
@@ -190,15 +283,41 @@ class Scanner:
         if self.on_port:
             self.on_port(address, result)
 
+    def _open_state(self) -> None:
+        from portscope.engine.resume import StateWriter
+
+        self._state_writer = None
+        path = self.options.state_file or self.options.resume_file
+        if path:
+            header = {"seed": self.seed, "shard": list(self.options.shard),
+                      "command": self.options.command,
+                      "targets": list(self.targets.specs),
+                      "ports": self.options.ports.canonical(),
+                      "scan_types": list(self.scan_flags)}
+            self._state_writer = StateWriter(path, header, append=self._resume is not None)
+
     def run(self) -> ScanRun:
         opts = self.options
         t0 = time.monotonic()
         if self.on_start:
             self.on_start(self.run_header)
+        self._open_state()
+        if self._resume is not None:  # what the interrupted run decided, re-emitted
+            for _flag, addr, result in self._resume.results:
+                self._ports.setdefault(addr, []).append(result)
+                if self.on_port:
+                    self.on_port(addr, result)
+        try:
+            return self._run(opts, t0)
+        finally:
+            if self._state_writer is not None:
+                self._state_writer.close()
+
+    def _run(self, opts: ScanOptions, t0: float) -> ScanRun:
         live = self._discover()
         if live and not opts.discovery_only and not self._stopped:
             live_set = parse_targets(live)
-            for flag in opts.scan_types:
+            for flag in self.scan_flags:
                 if self._stopped:
                     break
                 st = get_scan_type(flag)
@@ -212,10 +331,26 @@ class Scanner:
                 factory = ENGINES.get(flag)
                 if factory is None:
                     raise NotImplementedError(f"no engine for -s{flag}")
-                engine = factory(space.walk(shard=opts.shard), opts.timing, self._record)
+                from portscope.engine.resume import filter_decided
+
+                decided = self._resume.decided.get(flag, set()) if self._resume else set()
+                def record(address: str, result: PortResult, flag: str = flag,
+                           writer: Any = self._state_writer) -> None:
+                    if writer is not None:
+                        writer.port(flag, address, result)
+                    self._record(address, result)
+
+                engine = factory(filter_decided(space.walk(shard=opts.shard), decided),
+                                 opts.timing, record)
                 self._engine = engine
                 engine.run()
                 self._add_stats(engine.stats)
+                unresolved = getattr(engine, "unresolved", 0)
+                if unresolved:
+                    self._warn(f"{unresolved} UDP port(s) could not be resolved: the target "
+                               "rate-limits ICMP port-unreachable messages; they are reported "
+                               "open|filtered with reason icmp-ratelimit (see "
+                               "--udp-resolve-time)")
                 for addr in live:
                     rtt = engine.rtt_of(addr)
                     if rtt is not None and addr not in self._rtt:
@@ -282,6 +417,8 @@ class Scanner:
                         pps=self.stats.probes_sent / duration if duration > 0 else 0.0,
                         hosts_total=len(hosts), hosts_up=up)
         extra = dict(self.run_header.extra)
+        if self.warnings:
+            extra["warnings"] = list(self.warnings)
         if self._service_stats is not None:
             extra["service_detection"] = self._service_stats
         return replace(self.run_header, finished=utcnow(), complete=complete,

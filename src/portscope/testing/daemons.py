@@ -17,6 +17,12 @@ machine is touched::
 the host), which is how tests show detection that does not trust the port number.
 :func:`make_certificate` writes a self-signed certificate (``cryptography``) for the TLS
 daemons.
+
+Two styles live here: the ``start_*`` functions of the service-detection tests return a
+:class:`Daemon` (versions, log, ``stop()``; ``start_dnsmasq_daemon`` and
+``start_snmpd_daemon`` for those two), while ``start_dnsmasq``, ``start_ntp`` and
+``start_snmpd`` (raw-engine UDP tests) return the process, killed with the host. Add new
+daemons as new functions.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -451,7 +458,7 @@ def start_nginx(host: LabHost, cert: Certificate | None = None, *, http_port: in
     return d
 
 
-def start_dnsmasq(host: LabHost, *, port: int = 53) -> Daemon:
+def start_dnsmasq_daemon(host: LabHost, *, port: int = 53) -> Daemon:
     """dnsmasq answering for ``lab.example`` (no upstream servers: no recursion)."""
     require("/usr/sbin/dnsmasq")
     d = Daemon("dnsmasq", host, tcp=[port], udp=[port], workdir=_workdir("dnsmasq"),
@@ -470,8 +477,8 @@ def start_dnsmasq(host: LabHost, *, port: int = 53) -> Daemon:
     return d
 
 
-def start_snmpd(host: LabHost, *, community: str = "public", ports: Sequence[int] = (161,),
-                sys_name: str = "lab-host") -> Daemon:
+def start_snmpd_daemon(host: LabHost, *, community: str = "public",
+                       ports: Sequence[int] = (161,), sys_name: str = "lab-host") -> Daemon:
     """Net-SNMP's snmpd with a read-only *community* for the whole tree."""
     require("/usr/sbin/snmpd")
     d = Daemon("snmpd", host, udp=list(ports), workdir=_workdir("snmpd"),
@@ -625,7 +632,8 @@ def start_service_lab(host: LabHost) -> ServiceLab:
         starters: list[Callable[[], Daemon]] = [
             lambda: start_sshd(host), lambda: start_postfix(host, cert),
             lambda: start_vsftpd(host, cert), lambda: start_nginx(host, cert),
-            lambda: start_dnsmasq(host), lambda: start_snmpd(host), lambda: start_redis(host),
+            lambda: start_dnsmasq_daemon(host), lambda: start_snmpd_daemon(host),
+            lambda: start_redis(host),
             lambda: start_postgresql(host, cert)]
         for start in starters:
             daemons.append(start())
@@ -659,3 +667,91 @@ def start_service_lab(host: LabHost) -> ServiceLab:
     for unusual, standard in UNUSUAL_UDP.items():
         expect[("udp", unusual)] = std[("udp", standard)]
     return ServiceLab(host, cert, daemons, expect)
+
+# --------------------------------------------------------------------------------------
+# daemons for the raw engine's UDP tests (return the process)
+
+
+def _exe(name: str, *paths: str) -> str:
+    found = shutil.which(name) or next((p for p in paths if Path(p).exists()), None)
+    if found is None:
+        raise LabError(f"{name} is not installed (see scripts/debian-packages.txt)")
+    return found
+
+
+def _wait_udp(host: LabHost, port: int, proc: subprocess.Popen[bytes], what: str,
+              timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise LabError(f"{what} exited with {proc.returncode}")
+        out = host.run(["ss", "-lnu", f"sport = :{port}"], check=False).stdout
+        if f":{port} " in out or f":{port}\n" in out:
+            return
+        time.sleep(0.05)
+    raise LabError(f"{what} did not bind UDP port {port} within {timeout}s")
+
+
+def _tmpdir(host: LabHost, what: str) -> Path:
+    d = Path(tempfile.mkdtemp(prefix=f"pslab-{what}-"))
+    # removed with the host's lab object, or at interpreter exit at the latest
+    weakref.finalize(host, shutil.rmtree, str(d), True)
+    return d
+
+
+def start_dnsmasq(host: LabHost, *, port: int = 53) -> subprocess.Popen[bytes]:
+    """dnsmasq as an authoritative-only DNS server (no upstream, no DHCP) answering
+    ``lab.test`` and version.bind."""
+    exe = _exe("dnsmasq", "/usr/sbin/dnsmasq")
+    d = _tmpdir(host, "dnsmasq")
+    conf = d / "dnsmasq.conf"
+    conf.write_text(
+        f"port={port}\nno-resolv\nno-hosts\nno-poll\nbind-interfaces\nlisten-address={host.addr4}\n"
+        f"listen-address={host.addr6}\nlisten-address=127.0.0.1\n"
+        "address=/lab.test/198.18.255.1\nuser=root\npid-file=\n")
+    proc = host.popen([exe, "--keep-in-foreground", "--conf-file=" + str(conf),
+                       "--log-facility=-"], stdout=subprocess.DEVNULL,
+                      stderr=subprocess.DEVNULL)
+    _wait_udp(host, port, proc, "dnsmasq")
+    return proc
+
+
+def start_ntp(host: LabHost) -> subprocess.Popen[bytes]:
+    """chronyd serving time from its local clock (``local stratum 10``) without touching
+    the system clock (``-x``)."""
+    exe = _exe("chronyd", "/usr/sbin/chronyd")
+    d = _tmpdir(host, "chrony")
+    conf = d / "chrony.conf"
+    conf.write_text(
+        "local stratum 10\nallow all\nport 123\ncmdport 0\n"
+        f"driftfile {d}/drift\npidfile {d}/chronyd.pid\n")
+    proc = host.popen([exe, "-d", "-x", "-f", str(conf)], stdout=subprocess.DEVNULL,
+                      stderr=subprocess.DEVNULL)
+    _wait_udp(host, 123, proc, "chronyd")
+    return proc
+
+
+def start_snmpd(host: LabHost, *, community: str = "public") -> subprocess.Popen[bytes]:
+    """snmpd with a read-only community, on UDP 161 over IPv4 and IPv6."""
+    exe = _exe("snmpd", "/usr/sbin/snmpd")
+    d = _tmpdir(host, "snmpd")
+    conf = d / "snmpd.conf"
+    conf.write_text(f"rocommunity {community} default\nrocommunity6 {community} default\n"
+                    "sysDescr portscope lab snmpd\nsysLocation lab\n")
+    proc = host.popen([exe, "-f", "-Lo", "-C", "-c", str(conf), "-p", str(d / "snmpd.pid"),
+                       "udp:161", "udp6:161"],
+                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_udp(host, 161, proc, "snmpd")
+    return proc
+
+
+def udp_query(address: str, port: int, payload: bytes, timeout: float = 2.0) -> bytes | None:
+    """Send one datagram from the root namespace to a lab address; the reply or None."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.sendto(payload, (address, port))
+        try:
+            return s.recv(65535)
+        except OSError:
+            return None

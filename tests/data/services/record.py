@@ -82,7 +82,8 @@ def main() -> None:
         host = lab.add_host()
         cert = D.make_certificate(Path(tempfile.mkdtemp()))
         daemons = [D.start_sshd(host), D.start_postfix(host, cert), D.start_vsftpd(host, cert),
-                   D.start_nginx(host, cert), D.start_dnsmasq(host), D.start_snmpd(host),
+                   D.start_nginx(host, cert), D.start_dnsmasq_daemon(host),
+                   D.start_snmpd_daemon(host),
                    D.start_redis(host), D.start_redis(host, port=6380, password="secret"),
                    D.start_postgresql(host, cert),
                    D.start_postgresql(host, port=5433, auth="scram-sha-256")]
