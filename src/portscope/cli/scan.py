@@ -56,6 +56,9 @@ def scan_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="-sV: longest wait for one answer (default 5)"),
         click.option("--snmp-community", metavar="NAME",
                      help="-sV: SNMP community to read sysDescr with (default public)"),
+        click.option("-O", "os_detection", is_flag=True,
+                     help="OS detection: fingerprint the TCP/IP stack (raw packets: root)"),
+        click.option("-A", "aggressive", is_flag=True, help="the same as -sV -O"),
         click.option("-Pn", "skip_discovery", is_flag=True,
                      help="treat all hosts as up: skip host discovery"),
         click.option("-T", "timing_level", type=int, default=3, show_default=True,
@@ -180,7 +183,8 @@ def prepare(kw: dict[str, Any], *, argv: list[str] | None = None) -> PreparedSca
         randomize=not kw.get("sequential"), shard=_parse_shard(kw.get("shard")),
         command=command, no_fallback=bool(kw.get("no_fallback")),
         state_file=kw.get("state_file"), resume_file=kw.get("resume_file"),
-        services=service_options(kw, enabled=versions),
+        services=service_options(kw, enabled=versions or bool(kw.get("aggressive"))),
+        os_detection=bool(kw.get("os_detection") or kw.get("aggressive")),
     )
     return PreparedScan(targets, options)
 
@@ -318,7 +322,8 @@ def summary_line(prepared: PreparedScan) -> str:
     o = prepared.options
     hosts = prepared.targets.count()
     nports = len(o.ports)
-    types = " ".join(f"-s{f}" for f in o.scan_types) + (" -sV" if o.services else "")
+    types = " ".join(f"-s{f}" for f in o.scan_types) + (" -sV" if o.services else "") + \
+        (" -O" if o.os_detection else "")
     probes = hosts * nports
     rate = f", max {o.timing.max_rate:,.0f} pps" if o.timing.max_rate else ""
     return (f"portscope: {hosts:,} host(s) x {nports:,} port(s) = {probes:,} probes "

@@ -24,6 +24,7 @@ from portscope.engine.timing import TEMPLATES, Timing, template
 from portscope.model import (
     Host,
     HostStatus,
+    OSGuess,
     PortResult,
     PortState,
     Reason,
@@ -112,6 +113,7 @@ class ScanOptions:
     state_file: str | None = None  # write decided ports here (engine/resume.py)
     resume_file: str | None = None  # continue the scan saved in this state file
     services: ServiceOptions | None = None  # -sV: service and version detection
+    os_detection: bool = False  # -O: OS fingerprinting (raw packets)
 
 
 @dataclass
@@ -139,6 +141,7 @@ class Scanner:
         self.scan_flags = self._effective_flags()
         self._engine: Engine | None = None
         self._detection: Control | None = None
+        self._os: dict[str, OSGuess] = {}
         self._stopped = False
         self._ports: dict[str, list[PortResult]] = {}
         self._status: dict[str, tuple[HostStatus, str]] = {}
@@ -357,7 +360,33 @@ class Scanner:
                         self._rtt[addr] = rtt
             if opts.services is not None and not self._stopped:
                 self._detect_services(opts.services)
+            if opts.os_detection and not self._stopped:
+                self._detect_os()
         return self.result(complete=not self._stopped, duration=time.monotonic() - t0)
+
+    def _detect_os(self) -> None:
+        """-O: fingerprint the TCP/IP stack of every up host (raw packets)."""
+        from portscope.engine.osdetect import os_detect
+        from portscope.errors import PermissionProblem
+
+        interim = self._build(complete=False, duration=0.0)
+        up = [h for h in interim.hosts if h.status is HostStatus.UP]
+        if not up:
+            return
+        if self.on_phase:
+            self.on_phase("OS detection", len(up))
+        try:
+            done = os_detect(interim, stopped=lambda: self._stopped)
+        except PermissionProblem as exc:
+            self._warn(f"OS detection skipped: {exc}")
+            return
+        for h in done.hosts:
+            if h.os is not None:
+                self._os[h.address] = h.os
+        skipped = [h.address for h in up if h.address not in self._os]
+        if skipped:
+            self._warn(f"no OS guess for {len(skipped)} host(s) (IPv6, or no reply to the "
+                       "OS probes)")
 
     def _detect_services(self, options: ServiceOptions) -> None:
         """-sV: probe the open ports found, streaming each port again once identified."""
@@ -409,6 +438,7 @@ class Scanner:
                 else (),
                 ports=tuple(ports),
                 rtt_ms=round(rtt * 1000, 3) if rtt is not None else None,
+                os=self._os.get(addr),
             )
             hosts.append(host)
         hosts.sort(key=lambda h: address_key(h.address))
