@@ -145,7 +145,7 @@ def _stack_replies(ps: list[Probe], *, ttl: int, df: bool, window: int,
         header = IPv4(src=DST, dst=SRC, proto=p.proto, ttl=ttl - 2, ident=ident,
                       flags=FLAG_DF if df else 0)
         if p.proto == 6:
-            if p.name.startswith("S") and p.name != "S_CLOSED" or p.name == "ECN":
+            if (p.name.startswith("S") and p.name != "S_CLOSED") or p.name == "ECN":
                 opts = tuple((k, struct.pack("!II", 5000 + i * ts_step, 77))
                              if k == T.OPT_TIMESTAMP else (k, d) for k, d in options)
                 flags = TCPFlags.SYN | TCPFlags.ACK | (TCPFlags.ECE if p.name == "ECN"

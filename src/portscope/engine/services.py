@@ -85,7 +85,7 @@ class ServiceOptions:
     connect_timeout: float = 5.0
     banner_wait: float = 5.0
     concurrency: int = 128
-    per_host: int = 10
+    per_host: int = 32
     port_timeout: float = 60.0
     snmp_community: str = "public"
     auth_checks: bool = True
@@ -161,12 +161,20 @@ class HostState:
     def rtt_sample(self, seconds: float) -> None:
         self.srtt = seconds if self.srtt is None else 0.875 * self.srtt + 0.125 * seconds
 
+    def connect_timeout(self, limit: float) -> float:
+        """A first connection attempt to a host that answers quickly need not wait the
+        full timeout: a lost SYN (or a NAT that drops a reused source port) costs the
+        kernel's 1 s retransmission, a fresh attempt from another port much less."""
+        if self.srtt is None:
+            return limit
+        return min(limit, max(0.5, 10 * self.srtt + 0.25))
+
     def probe_after(self, server_first_hint: bool) -> float:
         """How long a silent connection waits before client-first probes start: a few
         round trips plus the time a daemon takes to greet, longer where the port table
         says the service greets first."""
         rtt = self.srtt if self.srtt is not None else 0.05
-        base = 1.0 if server_first_hint else 0.3
+        base = 0.6 if server_first_hint else 0.3
         return min(3.0, base + 6 * rtt)
 
 
@@ -513,7 +521,8 @@ class ServiceEngine:
             try:
                 reader, writer = await asyncio.wait_for(
                     asyncio.open_connection(hs.address, work.port, limit=2 ** 17),
-                    self.options.connect_timeout)
+                    hs.connect_timeout(self.options.connect_timeout) if attempt == 0
+                    else self.options.connect_timeout)
             except (OSError, TimeoutError, ConnectionError) as exc:
                 self._global.release()
                 hs.limiter.release()
