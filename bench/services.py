@@ -7,7 +7,8 @@ on their standard ports and, through iptables redirects, on unusual ones (ssh on
 smtp on 2222, ftp on 3306, http on 5900, https on 993, redis on 1433, postgresql on
 3389, dns on 8053/tcp and 5353/udp, snmp on 1161/udp). Runs each scanner RUNS times and
 prints median wall times and how many ports each named with the right product and the
-exact version (the versions of the installed packages).
+exact version (the versions of the installed packages); then -O side by side on the same
+host.
 
     sudo .venv/bin/python bench/services.py [--runs 3]
 
@@ -89,6 +90,27 @@ def nmap_run(lab: D.ServiceLab, extra: list[str]) -> Sample:
     return Sample(secs, rss, got)
 
 
+def os_portscope(addr: str) -> Sample:
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d) / "o.json"
+        secs, rss, proc = run_timed([sys.executable, "-m", "portscope", "scan", "-O", "-Pn",
+                                     "-p", "22,23", addr, "--json", str(out)])
+        if proc.returncode != 0:
+            raise SystemExit(proc.stderr)
+        os_ = json.loads(out.read_text())["hosts"][0]["os"] or {}
+    return Sample(secs, rss, f"{os_.get('name')} ({os_.get('accuracy')}%)")
+
+
+def os_nmap(addr: str) -> Sample:
+    import xml.etree.ElementTree as ET
+
+    secs, rss, proc = run_timed(["nmap", "-O", "-Pn", "-n", "-p", "22,23", "-oX", "-", addr])
+    root = ET.fromstring(proc.stdout)
+    match = root.find(".//osmatch")
+    name = f"{match.get('name')} ({match.get('accuracy')}%)" if match is not None else "none"
+    return Sample(secs, rss, name)
+
+
 def correct(lab: D.ServiceLab, got: Result) -> int:
     """Ports with the expected product and version; a version that goes on after the
     number (nmap's ``9.2p1 Debian 2+deb12u10``) counts when the number is right."""
@@ -114,6 +136,8 @@ def main() -> None:
             repeat("nmap -sV --version-light", args.runs,
                    lambda: nmap_run(lab, ["--version-light"])),
         ]
+        os_series = [repeat("portscope -O", args.runs, lambda: os_portscope(lab.host.addr4)),
+                     repeat("nmap -O", args.runs, lambda: os_nmap(lab.host.addr4))]
         total = len(lab.expect)
         rows = [("scanner", "median s", "range s", "correct product+version (per run)")]
         for s in series:
@@ -135,6 +159,13 @@ def main() -> None:
     print(table(rows))
     print()
     print(table(detail))
+    print()
+    print(f"# -O on the same host (its stack is this machine's Linux kernel), "
+          f"ports 22 open and 23 closed, {args.runs} runs each")
+    os_rows = [("scanner", "median s", "range s", "guess (last run)")]
+    for s in os_series:
+        os_rows.append((s.name, f"{s.median:.2f}", s.spread, str(s.samples[-1].value)))
+    print(table(os_rows))
 
 
 if __name__ == "__main__":
