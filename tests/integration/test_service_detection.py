@@ -72,6 +72,7 @@ def test_hostile_servers_cost_bounded_time_and_memory(servers: H.LoopbackServers
     assert peak < 48 << 20, f"peak traced memory {peak >> 20} MiB"
     stats = out.extra["service_detection"]
     assert stats["bytes_read"] < 16 << 20  # far less than the 64 MiB offered
+    assert stats["connections_left_open"] == 0
     for p in ports.values():
         assert p.state is PortState.OPEN and p.service is not None
         assert p.service.banner is None or len(p.service.banner) <= 2048
@@ -93,7 +94,9 @@ def test_real_protocol_fakes(servers: H.LoopbackServers, cert: tuple[str, str]) 
     smtp = servers.tcp(H.smtp_starttls_handler(ctx))
     https = servers.tcp(H.http_handler(b"Apache/2.4.58 (Ubuntu)", b"secure"), tls=ctx)
     web = servers.tcp(H.http_handler())
-    out = by_port(detect(run_of({ssh: "tcp", smtp: "tcp", https: "tcp", web: "tcp"}), FAST))
+    done = detect(run_of({ssh: "tcp", smtp: "tcp", https: "tcp", web: "tcp"}), FAST)
+    assert done.extra["service_detection"]["connections_left_open"] == 0
+    out = by_port(done)
 
     s = out[ssh].service
     assert s is not None and (s.name, s.product, s.version) == ("ssh", "OpenSSH", "9.6p1")
@@ -187,3 +190,27 @@ def test_cli_version_options_need_sv() -> None:
                           check=False)
     assert proc.returncode == 64
     assert "--version-all needs -sV" in proc.stderr
+
+
+def test_detection_can_be_stopped(servers: H.LoopbackServers) -> None:
+    import asyncio
+
+    from portscope.engine.services import Control, detect_async
+
+    silent = [servers.tcp(H.silent_handler()) for _ in range(3)]
+    control = Control()
+
+    async def main() -> ScanRun:
+        asyncio.get_running_loop().call_later(0.5, control.stop)  # what Ctrl-C does
+        return await detect_async(run_of(dict.fromkeys(silent, "tcp")),
+                                  ServiceOptions(timeout=10, banner_wait=10, port_timeout=60),
+                                  control=control)
+
+    t0 = time.monotonic()
+    out = asyncio.run(main())
+    assert time.monotonic() - t0 < 5
+    assert out.extra["service_detection"]["complete"] is False
+    assert out.extra["service_detection"]["connections_left_open"] == 0
+    assert all(p.state is PortState.OPEN for p in out.hosts[0].ports)
+    stopped_before = detect(run_of(dict.fromkeys(silent, "tcp")), control=control)
+    assert stopped_before.extra["service_detection"]["probed"] == 0

@@ -80,6 +80,8 @@ def test_tcp_products_and_exact_versions(service_lab: D.ServiceLab,
             wrong.append((port, got, e))
     assert not wrong
     assert f"OpenSSH {service_lab.by_name('sshd').version}" in sv_json["_stdout"]
+    stats = sv_json["run"]["extra"]["service_detection"]
+    assert stats["identified"] == len(ports) and stats["connections_left_open"] == 0
 
 
 def test_udp_products_and_versions(service_lab: D.ServiceLab, udp_run: ScanRun) -> None:

@@ -464,6 +464,7 @@ class _PortWork:
     silent_closes: int = 0
     found: asyncio.Event = field(default_factory=asyncio.Event)
     winner: asyncio.Task[Any] | None = None
+    conns: set[Conn] = field(default_factory=set)  # open connections (closed at the end)
 
     def check(self, facts: Facts) -> None:
         """Note the first certain identification (and the task that made it)."""
@@ -472,6 +473,7 @@ class _PortWork:
             self.found.set()
 
     def closed(self, conn: Conn) -> None:
+        self.conns.discard(conn)
         if conn.peer_closed and not conn.got_data:
             self.silent_closes += 1
 
@@ -540,8 +542,13 @@ class ServiceEngine:
             work.connections += 1
             conn = _SlotConn(self, hs, work.port, reader, writer)
             conn.on_close = work.closed
+            work.conns.add(conn)
             if tls:
-                err = await conn.start_tls()
+                try:
+                    err = await conn.start_tls()
+                except BaseException:
+                    conn.close()
+                    raise
                 if err is not None:
                     conn.close()
                     return None
@@ -702,6 +709,12 @@ class ServiceEngine:
         conn = await self.open(work)
         if conn is None:
             return
+        try:
+            await self._greeted(work, conn, wait)
+        finally:
+            conn.close()  # (a no-op when a dialog took it over and closed it)
+
+    async def _greeted(self, work: _PortWork, conn: Conn, wait: float) -> None:
         reply = await conn.recv(Recv(lambda d: True, limit=4096, timeout=wait))
         if not reply.data:
             conn.close()
@@ -792,6 +805,13 @@ class ServiceEngine:
         conn = await self.open(work)
         if conn is None:
             return facts
+        try:
+            return await self._tls_probe(work, conn, facts, inner, then_follow=then_follow)
+        finally:
+            conn.close()
+
+    async def _tls_probe(self, work: _PortWork, conn: Conn, facts: Facts, inner: str | None,
+                         *, then_follow: bool) -> Facts:
         err = await conn.start_tls()
         if err is not None:
             facts.saw(bytes(conn.sniffed))
@@ -807,10 +827,14 @@ class ServiceEngine:
             versions = asyncio.create_task(self.tls_versions(work, None))
         try:
             await self._inside_tls(work, conn, inner, facts)
-        finally:
+        except BaseException:
             if versions is not None:
-                accepted, chain = await versions
-                self._add_versions(facts, accepted, chain)
+                versions.cancel()
+                await asyncio.gather(versions, return_exceptions=True)
+            raise
+        if versions is not None:
+            accepted, chain = await versions
+            self._add_versions(facts, accepted, chain)
         return facts
 
     async def _inside_tls(self, work: _PortWork, conn: Conn, inner: str | None,
@@ -914,9 +938,12 @@ class ServiceEngine:
             conn = await self.open_udp(work.host, work.port)
             if conn is None:
                 return
-            facts = work.add(Facts())
-            await self.drive(work, conn, proto.udp,
-                             self.context(work.host, work.port, transport="udp"), facts)
+            try:
+                facts = work.add(Facts())
+                await self.drive(work, conn, proto.udp,
+                                 self.context(work.host, work.port, transport="udp"), facts)
+            finally:
+                conn.close()
             answered = answered or conn.answered
 
         # the hinted protocol first, alone; then the rest together
@@ -972,6 +999,9 @@ class ServiceEngine:
         except Exception as exc:
             log.warning("%s:%s/%s: service detection failed: %r", hs.address, p.port,
                         p.protocol.value, exc)
+        finally:
+            for conn in list(work.conns):  # whatever a cancelled probe left open
+                conn.close()
         svc = self.service_of(work, hint)
         result = replace(p, service=svc)
         if p.protocol is Protocol.UDP and udp_answer and p.state is not PortState.OPEN:
@@ -1094,6 +1124,7 @@ async def detect_async(run: ScanRun, options: ServiceOptions | None = None, *,
     stats = {"ports": len(todo), "probed": len(updated), "identified": identified,
              "duration_s": round(time.monotonic() - t0, 3), "complete": complete,
              "connections": engine.connections, "bytes_read": engine.bytes_read,
+             "connections_left_open": sum(h.limiter.active for h in engine.hosts.values()),
              "intensity": opts.intensity}
     extra = {**run.extra, "service_detection": stats}
     return replace(run, hosts=tuple(hosts), extra=extra)
