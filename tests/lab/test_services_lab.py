@@ -157,3 +157,15 @@ def test_side_by_side_with_nmap(service_lab: D.ServiceLab, sv_json: dict[str, An
     assert ours_ok == len(service_lab.expect)
     assert ours_ok >= nmap_ok
     assert our_wall < nmap_wall
+
+
+def test_ntp_chronyd(lab_host: LabHost) -> None:
+    D.start_ntp(lab_host)
+    run = ScanRun(id="ntp", started=datetime.now(UTC), hosts=(Host(
+        lab_host.addr4, HostStatus.UP,
+        ports=(PortResult(123, Protocol.UDP, PortState.OPEN_FILTERED, "no-response"),)),))
+    p = detect(run, ServiceOptions(intensity=5)).hosts[0].ports[0]
+    assert p.state is PortState.OPEN and p.service is not None
+    assert p.service.name == "ntp" and p.service.method == "probe"
+    assert p.service.extra["stratum"] == 10 and p.service.extra["version"] == 4
+    assert p.service.extra["monlist"] is False  # chrony has no mode 7
