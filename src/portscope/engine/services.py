@@ -215,6 +215,7 @@ class Conn:
         self.got_data = False
         self.eof = False
         self.peer_closed = False  # the server closed the connection
+        self.default_timeout: float | None = None  # for reads that do not say
         self.on_close: Callable[[Conn], None] | None = None
 
     # -- raw -------------------------------------------------------------------------
@@ -282,7 +283,8 @@ class Conn:
         if self.closed:
             return Reply(error="closed")
         loop = asyncio.get_running_loop()
-        timeout = req.timeout if req.timeout is not None else opts.timeout
+        timeout = req.timeout if req.timeout is not None else \
+            (self.default_timeout or opts.timeout)
         deadline = loop.time() + min(timeout, opts.timeout * 3)
         limit = max(1, min(req.limit, opts.max_read))
         buf = bytearray()
@@ -321,7 +323,7 @@ class Conn:
         except (ssl.SSLError, ValueError) as exc:
             return f"TLS setup failed: {exc}"
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + eng.options.timeout
+        deadline = loop.time() + (self.default_timeout or eng.options.timeout)
         try:
             while True:
                 try:
@@ -646,8 +648,9 @@ class ServiceEngine:
         return tlslib.HelloParser().parse(reply.data)
 
     async def run(self, work: _PortWork, name: str, *, conn: Conn | None = None,
-                  first: bytes = b"", tls: bool = False) -> Facts:
-        """Run protocol *name*'s TCP dialog (on *conn*, else on a fresh connection)."""
+                  first: bytes = b"", tls: bool = False, probing: bool = False) -> Facts:
+        """Run protocol *name*'s TCP dialog (on *conn*, else on a fresh connection).
+        *probing*: a guess on a port nothing else placed (its silence costs less)."""
         facts = work.add(Facts())
         proto = PROTOCOLS[name]
         if proto.dialog is None:
@@ -656,6 +659,8 @@ class ServiceEngine:
             conn = await self.open(work, tls=tls)
             if conn is None:
                 return facts
+        if probing:
+            conn.default_timeout = self.probe_timeout
         if tls:
             facts.tunnel = "ssl"
         await self.drive(work, conn, proto.dialog, self.context(work.host, work.port, tls=tls,
@@ -789,8 +794,15 @@ class ServiceEngine:
         finally:
             found.cancel()
 
+    @property
+    def probe_timeout(self) -> float:
+        """How long a guess on an unknown port waits for an answer: the full timeout,
+        but at most 2 s at light intensities (a quiet port must not make them slow)."""
+        o = self.options
+        return o.timeout if o.intensity > INTENSITY_LIGHT else min(o.timeout, 2.0)
+
     async def _probe_and_follow(self, work: _PortWork, name: str) -> None:
-        f = await self.run(work, name)
+        f = await self.run(work, name, probing=True)
         if f.extra.get("_wants_tls") and identify.TLS not in work.tried:
             work.tried.add(identify.TLS)
             await self.tls_probe(work, name)
@@ -805,6 +817,8 @@ class ServiceEngine:
         conn = await self.open(work)
         if conn is None:
             return facts
+        if then_follow:  # a guess on an unknown port
+            conn.default_timeout = self.probe_timeout
         try:
             return await self._tls_probe(work, conn, facts, inner, then_follow=then_follow)
         finally:
