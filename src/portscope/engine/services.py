@@ -520,13 +520,21 @@ class ServiceEngine:
         hs = work.host
         for attempt in range(2):
             await self._global.acquire()
-            await hs.limiter.acquire()
+            try:
+                await hs.limiter.acquire()
+            except BaseException:  # cancelled while waiting for a host slot
+                self._global.release()
+                raise
             t0 = time.monotonic()
             try:
                 reader, writer = await asyncio.wait_for(
                     asyncio.open_connection(hs.address, work.port, limit=2 ** 17),
                     hs.connect_timeout(self.options.connect_timeout) if attempt == 0
                     else self.options.connect_timeout)
+            except asyncio.CancelledError:
+                self._global.release()
+                hs.limiter.release()
+                raise
             except (OSError, TimeoutError, ConnectionError) as exc:
                 self._global.release()
                 hs.limiter.release()
@@ -563,6 +571,9 @@ class ServiceEngine:
         try:
             transport, proto = await loop.create_datagram_endpoint(
                 _Datagrams, remote_addr=(hs.address, port))
+        except asyncio.CancelledError:
+            self._global.release()
+            raise
         except OSError as exc:
             self._global.release()
             log.debug("%s:%s/udp: %s", hs.address, port, exc)
@@ -1138,7 +1149,8 @@ async def detect_async(run: ScanRun, options: ServiceOptions | None = None, *,
     stats = {"ports": len(todo), "probed": len(updated), "identified": identified,
              "duration_s": round(time.monotonic() - t0, 3), "complete": complete,
              "connections": engine.connections, "bytes_read": engine.bytes_read,
-             "connections_left_open": sum(h.limiter.active for h in engine.hosts.values()),
+             "connections_left_open": max(sum(h.limiter.active for h in engine.hosts.values()),
+                                          opts.concurrency - engine._global._value),
              "intensity": opts.intensity}
     extra = {**run.extra, "service_detection": stats}
     return replace(run, hosts=tuple(hosts), extra=extra)
