@@ -4,6 +4,11 @@ Engines are chosen per scan type through ``ENGINES`` (flag -> factory); every
 decided port is streamed to the ``on_port`` callback the moment it is known, so
 outputs and the store see results as they arrive and an interrupted scan keeps
 them.
+
+Resume (:class:`Resume`) works for every engine the same way: the same seed and shard
+give the same ``ProbeSpace.walk()`` order, so a resumed scan walks again and skips the
+probes whose result is already known (``Scanner.probes``); the known results are part
+of the final run.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol as TypingProtocol
@@ -86,6 +91,18 @@ class ScanOptions:
 
 
 @dataclass
+class Resume:
+    """What an interrupted run already found: its header (id, started, command ...),
+    the probes decided (``(address, protocol, port)``), their results per address and
+    the hosts known to be up (address -> reason)."""
+
+    run: ScanRun
+    decided: Container[tuple[str, str, int]]
+    results: Mapping[str, Sequence[PortResult]]
+    live: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
 class Scanner:
     targets: TargetSet
     options: ScanOptions
@@ -93,6 +110,7 @@ class Scanner:
     on_host: HostCallback | None = None
     on_start: Callable[[ScanRun], None] | None = None
     on_phase: Callable[[str, int], None] | None = None  # (phase name, probes expected)
+    resume: Resume | None = None
 
     def __post_init__(self) -> None:
         self._engine: Engine | None = None
@@ -115,6 +133,15 @@ class Scanner:
             extra={"seed": self.seed, "timing": self.options.timing.name,
                    "shard": list(self.options.shard)},
         )
+        if self.resume is not None:
+            prev = self.resume.run
+            self.run_header = replace(self.run_header, id=prev.id, started=prev.started,
+                                      command=prev.command or self.run_header.command,
+                                      extra={**prev.extra, **self.run_header.extra,
+                                             "resumed": [*prev.extra.get("resumed", []),
+                                                         started.isoformat()]})
+            for addr, results in self.resume.results.items():
+                self._ports[addr] = list(results)
 
     # -- control --------------------------------------------------------------------
     def stop(self) -> None:
@@ -128,8 +155,12 @@ class Scanner:
         opts = self.options
         live: list[str] = []
         probe_targets: list[str] = []
+        known = self.resume.live if self.resume is not None else {}
         for addr in self.targets:
-            if opts.skip_discovery:
+            if addr in known:
+                self._status[addr] = (HostStatus.UP, known[addr])
+                live.append(addr)
+            elif opts.skip_discovery:
                 self._status[addr] = (HostStatus.UP, Reason.USER_SET)
                 live.append(addr)
             elif is_loopback(addr):
@@ -182,6 +213,14 @@ class Scanner:
         if self.on_port:
             self.on_port(address, result)
 
+    def probes(self, space: ProbeSpace, shard: tuple[int, int]) -> Iterator[Probe]:
+        """The walk of *space*, without the probes a resumed run has already decided."""
+        walk = space.walk(shard=shard)
+        if self.resume is None:
+            return walk
+        done = self.resume.decided
+        return (p for p in walk if (p.address, p.protocol, p.port) not in done)
+
     def run(self) -> ScanRun:
         opts = self.options
         t0 = time.monotonic()
@@ -204,7 +243,7 @@ class Scanner:
                 factory = ENGINES.get(flag)
                 if factory is None:
                     raise NotImplementedError(f"no engine for -s{flag}")
-                engine = factory(space.walk(shard=opts.shard), opts.timing, self._record)
+                engine = factory(self.probes(space, opts.shard), opts.timing, self._record)
                 self._engine = engine
                 engine.run()
                 self._add_stats(engine.stats)

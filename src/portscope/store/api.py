@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import socket
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -378,8 +379,8 @@ class Store:
     def _write_hosts(self, conn: Connection, run: ScanRun) -> None:
         conn.execute(t.hosts.delete().where(t.hosts.c.run_id == run.id))
         conn.execute(t.findings.delete().where(t.findings.c.run_id == run.id))
-        host_rows = []
-        finding_rows = []
+        host_rows: list[dict[str, Any]] = []
+        finding_rows: list[dict[str, Any]] = []
         for h in run.hosts:
             doc = h.to_dict()
             for key in ("ports", "findings", "address", "status", "reason", "hostnames"):
@@ -461,7 +462,17 @@ class Store:
             beat = _aware(row.heartbeat)
             if beat is None or utcnow() - beat > STALE_AFTER:
                 return "incomplete"
+            if row.pid and str(row.vantage).startswith(f"{socket.gethostname()} ") \
+                    and not _pid_alive(int(row.pid)):
+                return "incomplete"  # the scanning process on this machine is gone
         return status
+
+    def mark_incomplete(self, run_id: str) -> None:
+        """A scan that stopped without finishing (an error, a second Ctrl-C)."""
+        with self.errors(), self.engine.begin() as conn:
+            conn.execute(t.runs.update().where(t.runs.c.id == run_id,
+                                               t.runs.c.status == "running").values(
+                status="incomplete", complete=False))
 
     def runs(self, *, limit: int | None = None, watch: str | None = None,
              status: str | None = None) -> list[RunSummary]:
@@ -532,9 +543,9 @@ class Store:
                 ports.pop(h.address, []), key=lambda p: (p.protocol.value, p.port))),
                 findings=tuple(found.pop(h.address, []))))
         for address, plist in ports.items():  # streamed ports of a run cut short
-            up = any(p.state in _RESPONSIVE for p in plist)
-            hosts.append(Host(address=address, status=HostStatus.UP if up else
-                              HostStatus.UNKNOWN, reason="" if not up else "stored-ports",
+            answer = next((p.reason for p in plist if p.state in _RESPONSIVE), None)
+            hosts.append(Host(address=address, status=HostStatus.UP if answer else
+                              HostStatus.UNKNOWN, reason=answer or "",
                               ports=tuple(sorted(plist, key=lambda p: (p.protocol.value,
                                                                        p.port))),
                               findings=tuple(found.pop(address, []))))
@@ -694,6 +705,16 @@ class Store:
             conn.execute(ins.on_conflict_do_update(
                 index_elements=["name"],
                 set_={k: ins.excluded[k] for k in row if k != "name"}).values(**row))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

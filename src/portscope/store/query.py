@@ -21,7 +21,9 @@ SQLAlchemy clauses for the store.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -84,18 +86,17 @@ def _host_matchers(values: list[str], term: str) -> list[Callable[[str], bool]]:
     for v in values:
         try:
             if "/" in v:
-                net: Net = ipaddress.ip_network(v, strict=False)
-                out.append(lambda a, n=net: _in_net(a, n))
+                out.append(functools.partial(_in_net, net=ipaddress.ip_network(v, strict=False)))
                 continue
             if "-" in v:
                 a_s, _, b_s = v.partition("-")
                 lo, hi = ipaddress.ip_address(a_s), ipaddress.ip_address(b_s)
                 if lo.version != hi.version:
                     raise ValueError
-                out.append(lambda a, lo=lo, hi=hi: _in_range(a, lo, hi))
+                out.append(functools.partial(_in_range, lo=lo, hi=hi))
                 continue
             ip = ipaddress.ip_address(v)
-            out.append(lambda a, s=str(ip): a == s)
+            out.append(functools.partial(operator.eq, str(ip)))
         except ValueError:
             raise UsageError(f"bad host in {term!r}: {v!r} (an address, a prefix like "
                              f"198.18.0.0/24 or a range like 198.18.0.1-198.18.0.9)") from None

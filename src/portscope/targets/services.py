@@ -35,7 +35,8 @@ NMAP_SERVICES_PATHS = (
 @dataclass
 class ServiceDB:
     by_port: dict[tuple[str, int], str] = field(default_factory=dict)
-    by_name: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    # name -> {(proto, port): None}: an insertion-ordered set ("unknown" has thousands)
+    by_name: dict[str, dict[tuple[str, int], None]] = field(default_factory=dict)
     # (proto, port) -> open frequency (higher = more often open), from nmap-services
     frequency: dict[tuple[str, int], float] = field(default_factory=dict)
     ranking_source: str = ""
@@ -45,16 +46,14 @@ class ServiceDB:
         key = (proto, port)
         if override or key not in self.by_port:
             self.by_port[key] = name
-        entries = self.by_name.setdefault(name.lower(), [])
-        if key not in entries:
-            entries.append(key)
+        self.by_name.setdefault(name.lower(), {})[key] = None
 
     def name(self, port: int, proto: str = "tcp") -> str | None:
         return self.by_port.get((proto, port))
 
     def lookup(self, name: str) -> list[tuple[str, int]]:
         """(proto, port) pairs registered for a service name (case-insensitive)."""
-        return list(self.by_name.get(name.lower(), []))
+        return list(self.by_name.get(name.lower(), {}))
 
     def top(self, n: int, proto: str) -> list[int]:
         """The *n* ports of *proto* most often found open (see module docstring)."""
