@@ -20,6 +20,13 @@ from portscope.errors import EXIT_INTERRUPTED, EXIT_SOFTWARE, EXIT_USAGE, Portsc
 # subcommand name -> module (lazily imported so `portscope --help` stays fast)
 COMMANDS: dict[str, str] = {
     "scan": "portscope.cli.scan",
+    "runs": "portscope.cli.runs",
+    "show": "portscope.cli.show",
+    "query": "portscope.cli.query",
+    "diff": "portscope.cli.diff",
+    "import": "portscope.cli.import_",
+    "export": "portscope.cli.export",
+    "db": "portscope.cli.db",
 }
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}

@@ -586,6 +586,16 @@ class Store:
             row = conn.execute(q.limit(1)).first()
         return str(row[0]) if row else None
 
+    def counts(self) -> dict[str, int]:
+        """Rows per table (``portscope db info``)."""
+        out = {}
+        with self.errors(), self.engine.connect() as conn:
+            for table in (t.runs, t.hosts, t.ports, t.findings, t.current_ports, t.alerts,
+                          t.mutes, t.watches):
+                out[table.name] = int(conn.execute(
+                    sa.select(sa.func.count()).select_from(table)).scalar_one())
+        return out
+
     # -- queries -------------------------------------------------------------------------
 
     def current(self, query: Query | None = None, *, limit: int | None = None) -> list[PortRow]:
