@@ -27,6 +27,8 @@ COMMANDS: dict[str, str] = {
     "import": "portscope.cli.import_",
     "export": "portscope.cli.export",
     "db": "portscope.cli.db",
+    "watch": "portscope.cli.watch",
+    "alerts": "portscope.cli.alerts",
 }
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}

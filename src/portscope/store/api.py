@@ -652,7 +652,11 @@ class Store:
         if status is not None:
             q = q.where(t.alerts.c.status == status)
         with self.errors(), self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(q)]
+            rows = [dict(r._mapping) for r in conn.execute(q)]
+        for r in rows:
+            for k in ("first_seen", "last_seen", "sent"):
+                r[k] = _aware(r[k])
+        return rows
 
     def put_alert(self, row: Mapping[str, Any]) -> None:
         data = dict(row)
