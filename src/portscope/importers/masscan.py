@@ -119,6 +119,20 @@ def _record(b: _Builder, rec: Any, where: str) -> None:
     if not isinstance(ip, str):
         raise DataError(f"{where}: no \"ip\"")
     ts = _num(rec.get("timestamp"), f"{where} timestamp")
+    if "rec_type" in rec:  # -oD (NDJSON): one flat record per event
+        port = _num(rec.get("port"), f"{where} port")
+        data = rec.get("data")
+        if port is None or not isinstance(data, dict):
+            raise DataError(f"{where}: record without port or data")
+        proto = str(rec.get("proto", "tcp"))
+        if rec["rec_type"] == "banner":
+            b.banner(ip, proto, port, str(data.get("service_name", "")),
+                     str(data.get("banner", "")), ts, where)
+        elif rec["rec_type"] == "status":
+            b.port(ip, proto, port, str(data.get("status", "open")),
+                   str(data.get("reason", "")), _num(data.get("ttl"), f"{where} ttl"), ts,
+                   where)
+        return
     ports = rec.get("ports")
     if not isinstance(ports, list):
         raise DataError(f"{where}: no \"ports\" list")
@@ -141,7 +155,7 @@ def _record(b: _Builder, rec: Any, where: str) -> None:
 def sniff_json(head: bytes) -> bool:
     text = head.lstrip().decode("utf-8", "replace")
     return (text.startswith("[") or text.startswith("{")) and '"ip"' in text[:2000] \
-        and '"ports"' in text[:4000]
+        and ('"ports"' in text[:4000] or '"rec_type"' in text[:4000])
 
 
 def parse_json(data: bytes) -> ScanRun:
@@ -157,20 +171,25 @@ def parse_json(data: bytes) -> ScanRun:
             body += "]"  # interrupted scan
         try:
             records = json.loads(body)
-        except ValueError as exc:
-            raise DataError(f"masscan JSON: not valid JSON ({exc})") from None
-        if not isinstance(records, list):
-            raise DataError("masscan JSON: expected a list of records")
-        for i, rec in enumerate(records, 1):
-            _record(b, rec, f"record {i}")
-        return b.run(data, "json")
-    for n, line in enumerate(text.splitlines(), 1):  # NDJSON (-oD)
+        except ValueError:
+            records = None  # cut short inside a record: read it line by line below
+        if records is not None:
+            if not isinstance(records, list):
+                raise DataError("masscan JSON: expected a list of records")
+            for i, rec in enumerate(records, 1):
+                _record(b, rec, f"record {i}")
+            return b.run(data, "json")
+    lines = text.splitlines()
+    last = max((i for i, ln in enumerate(lines) if ln.strip()), default=-1)
+    for n, line in enumerate(lines, 1):  # NDJSON (-oD), or -oJ one record a line
         line = line.strip().rstrip(",")
         if not line or line in ("[", "]"):
             continue
         try:
             rec = json.loads(line)
         except ValueError:
+            if n - 1 == last:
+                break  # the last line of a file cut short
             raise DataError(f"masscan JSON line {n}: not valid JSON") from None
         _record(b, rec, f"line {n}")
     return b.run(data, "ndjson")

@@ -33,6 +33,7 @@ from portscope.model import (
     Stats,
     iter_port_list,
 )
+from portscope.model.core import normalize_address
 
 _SCAN_TYPES = {"syn": "syn", "connect": "connect", "ack": "ack", "window": "window",
                "fin": "fin", "null": "null", "xmas": "xmas", "maimon": "maimon",
@@ -133,6 +134,7 @@ def _host(h: ET.Element, n: int) -> Host | None:
             mac, vendor = a.get("addr"), a.get("vendor")
     if not address:
         return None
+    address = normalize_address(address)
     where = f"host {address}"
     st = h.find("status")
     status = HostStatus.UNKNOWN
