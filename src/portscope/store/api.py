@@ -334,16 +334,19 @@ class Store:
         cins = self._upsert(t.current_ports)
         cp = t.current_ports.c
         ex = cins.excluded
+        newer = cp.last_seen <= ex.last_seen  # else: an older import, keeps what is known
+
+        def latest(col: str) -> Any:
+            return sa.case((newer, ex[col]), else_=cp[col])
+
         conn.execute(cins.on_conflict_do_update(
             index_elements=["address", "protocol", "port"],
-            set_={"state": ex.state, "reason": ex.reason, "service_name": ex.service_name,
-                  "product": ex.product, "version": ex.version, "service": ex.service,
-                  "state_since": sa.case((cp.state == ex.state, cp.state_since),
-                                         else_=ex.last_seen),
+            set_={**{c: latest(c) for c in ("state", "reason", "service_name", "product",
+                                            "version", "service", "last_seen", "run_id")},
+                  "state_since": sa.case((sa.and_(newer, cp.state != ex.state), ex.last_seen),
+                                         else_=cp.state_since),
                   "first_seen": sa.case((cp.first_seen <= ex.first_seen, cp.first_seen),
-                                        else_=ex.first_seen),
-                  "last_seen": ex.last_seen, "run_id": ex.run_id},
-            where=cp.last_seen <= ex.last_seen), cur)
+                                        else_=ex.first_seen)}), cur)
 
     def heartbeat(self, run_id: str, *, conn: Connection | None = None) -> None:
         stmt = t.runs.update().where(t.runs.c.id == run_id).values(heartbeat=_db_time(utcnow()))

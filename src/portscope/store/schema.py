@@ -13,9 +13,9 @@ revisions never change when this file does).
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
-JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+# json, not jsonb: banners from the network may hold NUL characters, which jsonb refuses
+JSONType = sa.JSON()
 Time = sa.DateTime(timezone=True)
 
 metadata = sa.MetaData()

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
 revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
 
-JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+# json, not jsonb: banners from the network may hold NUL characters, which jsonb refuses
+JSONType = sa.JSON()
 Time = sa.DateTime(timezone=True)
 
 
