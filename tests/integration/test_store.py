@@ -171,7 +171,8 @@ def test_killed_run_is_incomplete_and_keeps_ports(store: Store) -> None:
 
 def test_current_view(store: Store) -> None:
     a = ScanRun(id="a", started=T0, ports_spec="T:1-100", targets=("198.18.0.2",), hosts=(
-        Host("198.18.0.2", HostStatus.UP, "syn-ack", ports=(p(22), p(80), p(8080, PortState.CLOSED))),))
+        Host("198.18.0.2", HostStatus.UP, "syn-ack",
+             ports=(p(22), p(80), p(8080, PortState.CLOSED))),))
     b = replace(a, id="b", started=T0 + timedelta(days=1), hosts=(
         Host("198.18.0.2", HostStatus.UP, "syn-ack",
              ports=(p(22, svc=Service("ssh", "OpenSSH", "9.6", method="probe")),

@@ -160,7 +160,7 @@ def test_corrupt_inputs_are_data_errors(data: bytes) -> None:
 def test_load_file_errors_name_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.xml"
     bad.write_bytes(b"<?xml version='1.0'?><nmaprun><host>")
-    with pytest.raises(DataError, match="bad.xml"):
+    with pytest.raises(DataError, match=r"bad\.xml"):
         load_file(str(bad))
     empty = tmp_path / "empty"
     empty.write_bytes(b"")
