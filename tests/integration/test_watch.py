@@ -213,7 +213,8 @@ def test_schedule_and_stop(store: Store) -> None:
 def test_command_channel(tmp_path: Path) -> None:
     out = tmp_path / "alert.json"
     script = ("import json,os,sys; d=json.load(sys.stdin); "
-              f"d['env']=os.environ['PORTSCOPE_ALERT_PORT']; open({str(out)!r},'w').write(json.dumps(d))")
+              "d['env']=os.environ['PORTSCOPE_ALERT_PORT']; "
+              f"open({str(out)!r},'w').write(json.dumps(d))")
     ch = parse_channel(f"command:{sys.executable} -c {json.dumps(script)}")
     ch.send({"key": "k", "port": 8080, "trigger": "new_open_port"}, "text")
     got = json.loads(out.read_text())
