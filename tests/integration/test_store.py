@@ -137,7 +137,7 @@ def test_writer_streams_and_commits_in_batches(store: Store) -> None:
     final = replace(header, complete=True, finished=T0 + timedelta(seconds=3), hosts=(
         Host("198.18.0.2", HostStatus.UP, "syn-ack", ports=tuple(ports)),))
     w.finish(final)
-    assert w.commits >= 1 and w.rows == 2000
+    assert w.batches >= 1 and w.rows == 2000
     back = store.load_run("s1")
     assert back == final
     (summary,) = store.runs()

@@ -17,6 +17,7 @@ order and collapsing of ``extraports``).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import socket
@@ -66,6 +67,10 @@ class StoreError(PortscopeError):
 
 class NoSuchRun(StoreError):
     exit_code = 66
+
+
+class StoreWriteError(ServiceUnavailable):
+    """Results could not be written to the store."""
 
 
 # --------------------------------------------------------------------------------------
@@ -203,14 +208,20 @@ def _service(d: Any) -> Service | None:
         return None
 
 
-def port_row(run_id: str, address: str, p: PortResult, seen: datetime) -> dict[str, Any]:
+PortTuple = tuple[str, str, int, str, str, "int | None", "str | None", "str | None",
+                  "str | None", "str | None", float]
+"""(address, protocol, port, state, reason, ttl, service name, product, version, service
+JSON, seen as a POSIX timestamp): a port result as plain data, cheap to make, pickle and
+send to the writer process."""
+
+
+def port_tuple(address: str, p: PortResult, seen: float) -> PortTuple:
     svc = p.service
-    return {"run_id": run_id, "address": address, "protocol": p.protocol.value,
-            "port": p.port, "state": p.state.value, "reason": p.reason, "ttl": p.ttl,
-            "service_name": svc.name if svc else None,
-            "product": svc.product if svc else None,
-            "version": svc.version if svc else None,
-            "service": svc.to_dict() if svc else None, "seen": seen}
+    if svc is None:
+        return (address, p.protocol.value, p.port, p.state.value, p.reason, p.ttl, None,
+                None, None, None, seen)
+    return (address, p.protocol.value, p.port, p.state.value, p.reason, p.ttl, svc.name,
+            svc.product, svc.version, json.dumps(svc.to_dict()), seen)
 
 
 # --------------------------------------------------------------------------------------
@@ -312,41 +323,69 @@ class Store:
         them into the current view."""
         if not results:
             return
-        rows = [port_row(run_id, a, p, _db_time(seen)) for a, p, seen in results]
         if conn is None:
             with self.errors(), self.engine.begin() as c:
-                self._add_port_rows(c, rows)
+                self._add_port_rows(c, run_id, results)
         else:
-            self._add_port_rows(conn, rows)
+            self._add_port_rows(conn, run_id, results)
 
-    def _add_port_rows(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
-        ins = self._upsert(t.ports)
-        conn.execute(ins.on_conflict_do_update(
-            index_elements=["run_id", "address", "protocol", "port"],
-            set_={c: ins.excluded[c] for c in ("state", "reason", "ttl", "service_name",
-                                               "product", "version", "service", "seen")}),
-            rows)
-        cur = [{"address": r["address"], "protocol": r["protocol"], "port": r["port"],
-                "state": r["state"], "reason": r["reason"], "service_name": r["service_name"],
-                "product": r["product"], "version": r["version"], "service": r["service"],
-                "first_seen": r["seen"], "state_since": r["seen"], "last_seen": r["seen"],
-                "run_id": r["run_id"]} for r in rows]
-        cins = self._upsert(t.current_ports)
-        cp = t.current_ports.c
-        ex = cins.excluded
-        newer = cp.last_seen <= ex.last_seen  # else: an older import, keeps what is known
+    # The hot path of a streaming scan: plain SQL through the driver's executemany, with
+    # parameters converted here, is ~4x faster than Core's per-row processing.
+    _PORT_COLS = ("run_id", "address", "protocol", "port", "state", "reason", "ttl",
+                  "service_name", "product", "version", "service", "seen")
+    _CURRENT_LATEST = ("state", "reason", "service_name", "product", "version", "service",
+                       "last_seen", "run_id")
 
-        def latest(col: str) -> Any:
-            return sa.case((newer, ex[col]), else_=cp[col])
+    def _port_sql(self) -> tuple[str, str]:
+        cached = getattr(self, "_port_sql_cache", None)
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        pg = self.dialect == "postgresql"
+        ph = "%s" if pg else "?"
+        js = "CAST(%s AS json)" if pg else "?"
+        values = ", ".join(js if c == "service" else ph for c in self._PORT_COLS)
+        ports_sql = (
+            f"INSERT INTO ports ({', '.join(self._PORT_COLS)}) VALUES ({values}) "
+            "ON CONFLICT (run_id, address, protocol, port) DO UPDATE SET "
+            + ", ".join(f"{c} = excluded.{c}" for c in self._PORT_COLS[4:]))
+        cur_cols = ("address", "protocol", "port", "state", "reason", "service_name",
+                    "product", "version", "service", "first_seen", "state_since",
+                    "last_seen", "run_id")
+        cvalues = ", ".join(js if c == "service" else ph for c in cur_cols)
+        newer = "current_ports.last_seen <= excluded.last_seen"
+        sets = [f"{c} = CASE WHEN {newer} THEN excluded.{c} ELSE current_ports.{c} END"
+                for c in self._CURRENT_LATEST]
+        sets.append(f"state_since = CASE WHEN {newer} AND current_ports.state <> "
+                    "excluded.state THEN excluded.last_seen ELSE current_ports.state_since END")
+        sets.append("first_seen = CASE WHEN current_ports.first_seen <= excluded.first_seen "
+                    "THEN current_ports.first_seen ELSE excluded.first_seen END")
+        current_sql = (f"INSERT INTO current_ports ({', '.join(cur_cols)}) VALUES ({cvalues}) "
+                       "ON CONFLICT (address, protocol, port) DO UPDATE SET " + ", ".join(sets))
+        self._port_sql_cache = (ports_sql, current_sql)
+        return ports_sql, current_sql
 
-        conn.execute(cins.on_conflict_do_update(
-            index_elements=["address", "protocol", "port"],
-            set_={**{c: latest(c) for c in ("state", "reason", "service_name", "product",
-                                            "version", "service", "last_seen", "run_id")},
-                  "state_since": sa.case((sa.and_(newer, cp.state != ex.state), ex.last_seen),
-                                         else_=cp.state_since),
-                  "first_seen": sa.case((cp.first_seen <= ex.first_seen, cp.first_seen),
-                                        else_=ex.first_seen)}), cur)
+    def _add_port_rows(self, conn: Connection, run_id: str,
+                       results: Sequence[tuple[str, PortResult, datetime]]) -> None:
+        self.add_port_tuples(conn, run_id, [port_tuple(a, p, seen.timestamp())
+                                            for a, p, seen in results])
+
+    def add_port_tuples(self, conn: Connection, run_id: str,
+                        rows: Sequence[PortTuple]) -> None:
+        """The fast path: rows made by :func:`port_tuple`."""
+        ports_sql, current_sql = self._port_sql()
+        sqlite = self.dialect == "sqlite"
+        port_rows = []
+        current_rows = []
+        fromts = datetime.fromtimestamp
+        for address, proto, port, state, reason, ttl, name, product, version, doc, ts in rows:
+            t_ = fromts(ts, UTC)
+            when: Any = t_.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else t_
+            port_rows.append((run_id, address, proto, port, state, reason, ttl, name,
+                              product, version, doc, when))
+            current_rows.append((address, proto, port, state, reason, name, product,
+                                 version, doc, when, when, when, run_id))
+        conn.exec_driver_sql(ports_sql, port_rows)
+        conn.exec_driver_sql(current_sql, current_rows)
 
     def heartbeat(self, run_id: str, *, conn: Connection | None = None) -> None:
         stmt = t.runs.update().where(t.runs.c.id == run_id).values(heartbeat=_db_time(utcnow()))
