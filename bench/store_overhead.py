@@ -39,7 +39,7 @@ def main() -> None:
                 if mode == "no-store":
                     argv.append("--no-store")
                 t0 = time.monotonic()
-                proc = subprocess.run(argv, capture_output=True, text=True, check=True)
+                proc = subprocess.run(argv, capture_output=True, text=True, check=True, env=env)
                 wall = time.monotonic() - t0
                 m = re.search(r"scanned in ([\d.]+) seconds", proc.stdout)
                 results[mode].append((wall, float(m.group(1)) if m else float("nan")))

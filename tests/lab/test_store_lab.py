@@ -176,7 +176,7 @@ def test_watch_alerts_once_and_not_after_restart(lab_host: LabHost, tmp_path: Pa
     try:
         _wait_runs(db, 1)  # the baseline is stored
         lab_host.listen_tcp([8080])  # a port opens mid-way
-        out, err = watch.communicate(timeout=120)
+        _out, err = watch.communicate(timeout=120)
     finally:
         if watch.poll() is None:
             watch.kill()
