@@ -159,6 +159,9 @@ def test_killed_run_is_incomplete_and_keeps_ports(store: Store) -> None:
     (summary,) = store.runs()
     assert summary.status == "incomplete" and summary.resumable
     assert summary.open_ports == 1
+    # the killed run's results join the current view
+    assert [(r.port, r.state) for r in store.current()] == [(22, "open"), (23, "closed"),
+                                                            (24, "closed")]
     run = store.load_run("k1")
     assert not run.complete
     (h,) = run.hosts

@@ -304,7 +304,7 @@ class Store:
             "ports_spec": header.ports_spec, "targets": list(header.targets),
             "vantage": header.vantage, "options": dict(options) if options else None,
             "extra": dict(header.extra), "stats": header.stats.to_dict(),
-            "hosts_up": 0, "open_ports": 0, "watch": watch,
+            "hosts_up": 0, "open_ports": 0, "watch": watch, "folded": False,
             "heartbeat": _db_time(utcnow()), "pid": os.getpid(),
         }
         with self.errors(), self.engine.begin() as conn:
@@ -312,15 +312,14 @@ class Store:
                                   ).first()
             if exists:
                 conn.execute(t.runs.update().where(t.runs.c.id == header.id).values(
-                    status=status, complete=False, finished=None,
+                    status=status, complete=False, finished=None, folded=False,
                     heartbeat=row["heartbeat"], pid=row["pid"]))
             else:
                 conn.execute(t.runs.insert().values(**row))
 
     def add_ports(self, run_id: str, results: Sequence[tuple[str, PortResult, datetime]],
                   *, conn: Connection | None = None) -> None:
-        """Store port results of a run (batched; re-storing a port updates it) and fold
-        them into the current view."""
+        """Store port results of a run (batched; re-storing a port updates it)."""
         if not results:
             return
         if conn is None:
@@ -351,7 +350,6 @@ class Store:
         cur_cols = ("address", "protocol", "port", "state", "reason", "service_name",
                     "product", "version", "service", "first_seen", "state_since",
                     "last_seen", "run_id")
-        cvalues = ", ".join(js if c == "service" else ph for c in cur_cols)
         newer = "current_ports.last_seen <= excluded.last_seen"
         sets = [f"{c} = CASE WHEN {newer} THEN excluded.{c} ELSE current_ports.{c} END"
                 for c in self._CURRENT_LATEST]
@@ -359,10 +357,12 @@ class Store:
                     "excluded.state THEN excluded.last_seen ELSE current_ports.state_since END")
         sets.append("first_seen = CASE WHEN current_ports.first_seen <= excluded.first_seen "
                     "THEN current_ports.first_seen ELSE excluded.first_seen END")
-        current_sql = (f"INSERT INTO current_ports ({', '.join(cur_cols)}) VALUES ({cvalues}) "
-                       "ON CONFLICT (address, protocol, port) DO UPDATE SET " + ", ".join(sets))
-        self._port_sql_cache = (ports_sql, current_sql)
-        return ports_sql, current_sql
+        fold_sql = (f"INSERT INTO current_ports ({', '.join(cur_cols)}) "
+                    "SELECT address, protocol, port, state, reason, service_name, product, "
+                    f"version, service, seen, seen, seen, run_id FROM ports WHERE run_id = {ph} "
+                    "ON CONFLICT (address, protocol, port) DO UPDATE SET " + ", ".join(sets))
+        self._port_sql_cache = (ports_sql, fold_sql)
+        return ports_sql, fold_sql
 
     def _add_port_rows(self, conn: Connection, run_id: str,
                        results: Sequence[tuple[str, PortResult, datetime]]) -> None:
@@ -371,21 +371,34 @@ class Store:
 
     def add_port_tuples(self, conn: Connection, run_id: str,
                         rows: Sequence[PortTuple]) -> None:
-        """The fast path: rows made by :func:`port_tuple`."""
-        ports_sql, current_sql = self._port_sql()
+        """The fast path: rows made by :func:`port_tuple`. The current view is updated
+        from them when the run ends (:meth:`fold_current`)."""
+        ports_sql, _ = self._port_sql()
         sqlite = self.dialect == "sqlite"
-        port_rows = []
-        current_rows = []
         fromts = datetime.fromtimestamp
+        port_rows = []
         for address, proto, port, state, reason, ttl, name, product, version, doc, ts in rows:
             t_ = fromts(ts, UTC)
             when: Any = t_.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else t_
             port_rows.append((run_id, address, proto, port, state, reason, ttl, name,
                               product, version, doc, when))
-            current_rows.append((address, proto, port, state, reason, name, product,
-                                 version, doc, when, when, when, run_id))
         conn.exec_driver_sql(ports_sql, port_rows)
-        conn.exec_driver_sql(current_sql, current_rows)
+
+    def fold_current(self, conn: Connection, run_id: str) -> None:
+        """Merge a run's stored ports into the current view (one set-based statement;
+        idempotent, and an older run never overwrites newer knowledge)."""
+        _, fold_sql = self._port_sql()
+        conn.exec_driver_sql(fold_sql, (run_id,))
+        conn.execute(t.runs.update().where(t.runs.c.id == run_id).values(folded=True))
+
+    def _fold_killed(self) -> None:
+        """Fold runs whose process died before it could (killed scans)."""
+        with self.errors(), self.engine.connect() as conn:
+            rows = conn.execute(sa.select(t.runs).where(t.runs.c.folded.is_(False))).all()
+        for row in rows:
+            if self._status(row) == "incomplete":
+                with self.errors(), self.engine.begin() as conn:
+                    self.fold_current(conn, row.id)
 
     def heartbeat(self, run_id: str, *, conn: Connection | None = None) -> None:
         stmt = t.runs.update().where(t.runs.c.id == run_id).values(heartbeat=_db_time(utcnow()))
@@ -417,6 +430,7 @@ class Store:
                 stats=run.stats.to_dict(), extra=dict(run.extra),
                 hosts_up=sum(1 for h in run.hosts if h.status is HostStatus.UP),
                 open_ports=open_count, heartbeat=_db_time(utcnow())))
+            self.fold_current(conn, run.id)
 
     def _write_hosts(self, conn: Connection, run: ScanRun) -> None:
         conn.execute(t.hosts.delete().where(t.hosts.c.run_id == run.id))
@@ -515,6 +529,7 @@ class Store:
             conn.execute(t.runs.update().where(t.runs.c.id == run_id,
                                                t.runs.c.status == "running").values(
                 status="incomplete", complete=False))
+            self.fold_current(conn, run_id)
 
     def runs(self, *, limit: int | None = None, watch: str | None = None,
              status: str | None = None) -> list[RunSummary]:
@@ -642,7 +657,9 @@ class Store:
 
     def current(self, query: Query | None = None, *, limit: int | None = None) -> list[PortRow]:
         """The merged current view: the latest known state of each (address, protocol,
-        port), with first seen, state since and last seen."""
+        port), with first seen, state since and last seen. Runs still being scanned join
+        it when they end."""
+        self._fold_killed()
         c = t.current_ports.c
         q = sa.select(t.current_ports)
         if query is not None:

@@ -42,6 +42,7 @@ runs = sa.Table(
     sa.Column("watch", sa.String(200)),
     sa.Column("heartbeat", Time),  # last write by the scanning process
     sa.Column("pid", sa.Integer),
+    sa.Column("folded", sa.Boolean, nullable=False, default=False),  # in current_ports
     sa.Index("ix_runs_started", "started"),
     sa.Index("ix_runs_watch", "watch", "started"),
 )

@@ -42,6 +42,7 @@ def upgrade() -> None:
         sa.Column("watch", sa.String(200)),
         sa.Column("heartbeat", Time),
         sa.Column("pid", sa.Integer),
+        sa.Column("folded", sa.Boolean, nullable=False),
     )
     op.create_index("ix_runs_started", "runs", ["started"])
     op.create_index("ix_runs_watch", "runs", ["watch", "started"])
