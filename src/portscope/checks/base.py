@@ -24,7 +24,8 @@ AUDIT_SOURCE = "portscope-audit"
 
 MAX_EVIDENCE = 16_000
 
-TEXT_FIELDS = ("title", "risk", "severity_reason", "remediation", "function", "confidence_note")
+TEXT_FIELDS = ("title", "risk", "severity_reason", "remediation", "function", "name",
+               "confidence_note")
 
 
 def fingerprint(kind: str, address: str, port: PortResult | None, discriminator: str = "") -> str:
@@ -130,8 +131,10 @@ class Context:
             if user is not None:
                 t["severity_reason"] = user.explain(level, lang)
             if ck.has("advice"):
+                t["remediation_short"] = t["remediation"]
                 t["remediation"] = (t["remediation"] + " " + ck.text(lang, "advice", p)).strip()
             t["function"] = entry.function(lang) if entry is not None else ""
+            t["name"] = entry.name(lang) if entry is not None else ""
             if confidence_note:
                 t["confidence_note"] = ck.text(lang, confidence_note, p)
             i18n[lang] = t

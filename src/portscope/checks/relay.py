@@ -196,6 +196,10 @@ class RelayDialogue:
             self.state = State.DONE
         return []
 
+    def abort(self, message: str) -> None:
+        """The engine gave up (cannot connect, connection error): stop with *message*."""
+        self._fail(message)
+
     def timeout(self) -> list[bytes]:
         """No reply in time: stop (the engine closes the connection)."""
         if not self.done:
