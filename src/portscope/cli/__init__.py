@@ -20,6 +20,7 @@ from portscope.errors import EXIT_INTERRUPTED, EXIT_SOFTWARE, EXIT_USAGE, Portsc
 # subcommand name -> module (lazily imported so `portscope --help` stays fast)
 COMMANDS: dict[str, str] = {
     "scan": "portscope.cli.scan",
+    "audit": "portscope.cli.audit",
 }
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
