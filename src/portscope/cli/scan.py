@@ -123,6 +123,8 @@ def prepare(kw: dict[str, Any], *, argv: list[str] | None = None) -> PreparedSca
     protocols = tuple(dict.fromkeys(get_scan_type(f).protocol for f in flags))
 
     db = service_db()
+    if kw.get("top_ports") is not None and kw["top_ports"] <= 0:
+        raise UsageError(f"--top-ports needs a positive number, not {kw['top_ports']}")
     if kw.get("ports") and kw.get("top_ports"):
         ports = merge(parse_ports(kw["ports"], protocols, db=db),
                       top_ports(kw["top_ports"], protocols, db=db))

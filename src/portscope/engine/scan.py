@@ -34,6 +34,7 @@ from portscope.model import (
 from portscope.probes import get as get_scan_type
 from portscope.targets import PortSpec, ProbeSpace, TargetSet, parse_targets, service_db
 from portscope.targets.permutation import Probe
+from portscope.targets.safety import check_targets
 
 PortCallback = Callable[[str, PortResult], None]
 HostCallback = Callable[[Host], None]
@@ -95,6 +96,7 @@ class Scanner:
     on_phase: Callable[[str, int], None] | None = None  # (phase name, probes expected)
 
     def __post_init__(self) -> None:
+        check_targets(self.targets)  # PORTSCOPE_SAFETY_ALLOW, before anything is sent
         self._engine: Engine | None = None
         self._stopped = False
         self._ports: dict[str, list[PortResult]] = {}

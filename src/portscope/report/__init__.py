@@ -15,6 +15,7 @@ A new format is one module with an :class:`Output` subclass and one line in
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import secrets
@@ -162,6 +163,10 @@ def open_output(fmt: str, path: str) -> Output:
             except PermissionError:
                 # a directory we may not create files in, but a file we may overwrite
                 if not (os.path.exists(target) and os.access(target, os.W_OK)):
+                    raise
+                target = None
+            except OSError as exc:
+                if exc.errno != errno.ENAMETOOLONG:  # the temporary name only: write in place
                     raise
                 target = None
             else:

@@ -35,7 +35,7 @@ NMAP_SERVICES_PATHS = (
 @dataclass
 class ServiceDB:
     by_port: dict[tuple[str, int], str] = field(default_factory=dict)
-    by_name: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    by_name: dict[str, dict[tuple[str, int], None]] = field(default_factory=dict)
     # (proto, port) -> open frequency (higher = more often open), from nmap-services
     frequency: dict[tuple[str, int], float] = field(default_factory=dict)
     ranking_source: str = ""
@@ -43,11 +43,11 @@ class ServiceDB:
 
     def add(self, name: str, proto: str, port: int, *, override: bool = False) -> None:
         key = (proto, port)
+        if name == "unknown":  # nmap-services' placeholder is no name
+            return
         if override or key not in self.by_port:
             self.by_port[key] = name
-        entries = self.by_name.setdefault(name.lower(), [])
-        if key not in entries:
-            entries.append(key)
+        self.by_name.setdefault(name.lower(), {})[key] = None
 
     def name(self, port: int, proto: str = "tcp") -> str | None:
         return self.by_port.get((proto, port))
