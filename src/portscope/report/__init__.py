@@ -31,8 +31,8 @@ from portscope.report.defectdojo import DefectDojoOutput
 from portscope.report.html import HTMLOutput
 from portscope.report.jsondoc import JSONOutput
 from portscope.report.jsonl import JSONLinesOutput, read_jsonl
-from portscope.report.nmapxml import XMLOutput
 from portscope.report.markdown import MarkdownOutput
+from portscope.report.nmapxml import XMLOutput
 from portscope.report.normal import NormalOutput
 from portscope.report.sarif import SARIFOutput
 

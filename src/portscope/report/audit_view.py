@@ -78,8 +78,8 @@ LABELS: dict[str, dict[str, str]] = {
     "ja": {
         "doc_title": "セキュリティ診断報告書",
         "subtitle": "ネットワークサービスの公開状況と危険度",
-        "confidential": "本報告書には、お客様のシステムのセキュリティに関する重要な情報が含まれています。"
-                        "厳重に管理し、対応に必要な方とのみ共有してください。",
+        "confidential": "本報告書には、お客様のシステムのセキュリティに関する重要な情報が"
+                        "含まれています。厳重に管理し、対応に必要な方とのみ共有してください。",
         "overview": "診断の概要",
         "targets": "診断対象", "ports": "検査したポート", "scan_types": "スキャン方式",
         "performed": "実施日時", "duration": "所要時間", "vantage": "検査元",
@@ -95,7 +95,7 @@ LABELS: dict[str, dict[str, str]] = {
         "port": "ポート", "protocol": "プロトコル", "function": "機能",
         "risk": "想定される危険", "state": "このサーバの状態", "reasoning": "判定理由",
         "advice": "対策", "open": "動作中", "unknown_service": "不明なサービス",
-        "unconfirmed": "開いている可能性があるポート(応答がなく判定できず、評価対象外)",
+        "unconfirmed": "開いている可能性があるポート（応答がなく判定できず、評価対象外）",
         "details": "指摘事項の詳細", "host_level": "ホスト全体",
         "evidence": "検出根拠", "confidence": "確度", "references": "参考情報",
         "remediation": "対策", "why": "判定理由", "overridden": "設定により危険度を変更",
@@ -104,7 +104,7 @@ LABELS: dict[str, dict[str, str]] = {
         "overrides_title": "設定により変更した危険度",
         "policy_title": "ポリシー", "method_title": "診断方法と限界",
         "scope": "対象", "set_to": "変更後", "source": "設定ファイル",
-        "no_overrides": "ありません(portscopeの既定の危険度を使用しました)。",
+        "no_overrides": "ありません（portscopeの既定の危険度を使用しました）。",
         "method": "上記のポートを{vantage}から{scan_types}方式で検査して開いているポートを調べ、"
                   "サービス検出を実行した場合はその応答からサービスを特定し、portscopeの"
                   "知識ベースで各ポートの危険度を評価しました。メールの第三者中継テストは、"
@@ -128,8 +128,10 @@ LEVEL_DEFINITIONS = {
         "info": "Nothing to fix; recorded for completeness.",
     },
     "ja": {
-        "critical": "到達できれば誰でもパスワードなしでシステムやデータを乗っ取れる状態です。直ちに対処してください。",
-        "high": "直接の侵入口、または信頼できないネットワークに決して公開すべきでない、大量攻撃の標的として知られたサービスです。速やかに対処してください。",
+        "critical": "到達できれば誰でもパスワードなしでシステムやデータを乗っ取れる状態です。"
+                    "直ちに対処してください。",
+        "high": "直接の侵入口、または信頼できないネットワークに決して公開すべきでない、"
+                "大量攻撃の標的として知られたサービスです。速やかに対処してください。",
         "medium": "設定やパスワード次第で現実の被害につながる危険です。計画的に対処してください。",
         "low": "強化が望ましい一般的なサービス、または攻撃者に利用されうる情報です。",
         "info": "対処は不要です。記録のために掲載しています。",
@@ -289,7 +291,8 @@ def port_rows(host: Host, lang: str) -> list[dict[str, Any]]:
                        for f in fs if f is not top],
             "top_id": top.id if top is not None else None,
         })
-    rows.sort(key=lambda r: (-Severity(r["severity"]).rank, r["protocol"], r["port"]))
+    rows.sort(key=lambda r: (-Severity(str(r["severity"])).rank, str(r["protocol"]),
+                             str(r["port"]).zfill(5)))
     return rows
 
 

@@ -25,12 +25,13 @@ def _safe(value: str) -> str:
 def render_csv(run: ScanRun, lang: str | None = None) -> str:
     lang = lang or report_lang(run)
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\r\n")
+    w = csv.writer(buf, lineterminator="\n")
     w.writerow(COLUMNS)
     for h in run.hosts:
         svc_of = {(p.protocol, p.port): p.service for p in h.ports}
         for f in sorted_findings(h.findings):
-            svc = svc_of.get((f.protocol, f.port)) if f.port is not None else None
+            svc = svc_of.get((f.protocol, f.port)) \
+                if f.port is not None and f.protocol is not None else None
             w.writerow([_safe(str(v)) for v in (
                 h.address, " ".join(h.hostnames), f.port if f.port is not None else "",
                 f.protocol.value if f.protocol else "", svc.name if svc else "",

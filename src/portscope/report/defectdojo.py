@@ -25,7 +25,8 @@ def dojo_document(run: ScanRun, lang: str | None = None) -> dict[str, Any]:
     for h in run.hosts:
         svc_of = {(p.protocol, p.port): p.service for p in h.ports}
         for f in sorted_findings(h.findings):
-            svc = svc_of.get((f.protocol, f.port)) if f.port is not None else None
+            svc = svc_of.get((f.protocol, f.port)) \
+                if f.port is not None and f.protocol is not None else None
             endpoint: dict[str, Any] = {"host": h.address}
             if f.port is not None:
                 endpoint["port"] = f.port
