@@ -86,7 +86,7 @@ class SeverityOverride:
         return f"{words} {note}" if words else note
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class KBEntry:
     """One port/protocol of the knowledge base."""
 
@@ -274,9 +274,12 @@ class KnowledgeBase:
         proto, _, num = k.rpartition("/")
         if num.isdigit():
             protos = [proto] if proto else ["tcp", "udp"]
-            found = [self._by_port[(pr, int(num))] for pr in protos
-                     if (pr, int(num)) in self._by_port]
-            return list(dict.fromkeys(found))
+            found: list[KBEntry] = []
+            for pr in protos:
+                e = self._by_port.get((pr, int(num)))
+                if e is not None and all(e.id != f.id for f in found):
+                    found.append(e)
+            return found
         return [e for e in self.entries if fnmatch.fnmatchcase(e.id, k)]
 
     def with_overrides(self, overrides: Mapping[str, SeverityOverride]) -> KnowledgeBase:
