@@ -172,8 +172,9 @@ def test_report_language_follows_the_run_or_the_argument() -> None:
 def test_markdown() -> None:
     md = render("markdown", audited("ja"))
     assert md.startswith("# セキュリティ診断報告書")
-    assert "| ポート | プロトコル | 機能 | 想定される危険 | このサーバの状態 | 危険度 | 判定理由 | 対策 |" \
-        in md
+    header = ("| ポート | プロトコル | 機能 | 想定される危険 | このサーバの状態 | 危険度 | "
+              "判定理由 | 対策 |")
+    assert header in md
     assert "```text\nAccepted relay tests:" in md
     assert "S: 220 mail.example.test ESMTP Postfix" in md
     assert "## ホスト 198.18.0.2 (mail.example.test)" in md

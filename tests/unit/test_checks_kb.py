@@ -102,7 +102,8 @@ def test_japanese_texts_are_japanese_without_folding_spaces(kb: KnowledgeBase) -
 
 
 def test_unfold_japanese() -> None:
-    assert unfold_japanese("公開された TELNET は、 攻撃 (Mirai)") == "公開されたTELNETは、攻撃（Mirai）"
+    folded = unfold_japanese("公開された TELNET は、 攻撃 (Mirai)")
+    assert folded == "公開されたTELNETは、攻撃（Mirai）"
     assert unfold_japanese("restrict default noquery") == "restrict default noquery"
 
 
@@ -208,5 +209,5 @@ def test_extra_files_add_and_replace_entries(tmp_path: Path) -> None:
     assert kb.lookup(7777, "tcp").id == "acme-agent"  # type: ignore[union-attr]
     bad = tmp_path / "bad.yaml"
     bad.write_text("entries: [\n", "utf-8")
-    with pytest.raises(DataError, match="bad.yaml"):
+    with pytest.raises(DataError, match=r"bad\.yaml"):
         load_kb(extra=[bad])
