@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _daemons_audit import start_postfix, stop_postfix, wait_port
 
 from portscope.cli import main
 from portscope.probes import get as get_scan_type
 from portscope.testing.lab import LabHost
-
-from _daemons_audit import start_postfix, stop_postfix, wait_port  # noqa: I001
 
 HAVE_DETECTION = importlib.util.find_spec("portscope.engine.services") is not None
 
