@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "compare": "portscope.cli.compare",
     "local": "portscope.cli.local",
     "scan": "portscope.cli.scan",
+    "audit": "portscope.cli.audit",
 }
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
