@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,6 +22,11 @@ import pytest
 from portscope.testing import lab as lablib
 from portscope.testing import postgres as pglib
 from portscope.testing.tiers import in_ci, skip_or_fail
+
+# Network safety net for the whole session (and every subprocess it starts): portscope
+# refuses to scan anything outside the loopback and the lab ranges.
+SAFETY_ALLOW = "127.0.0.0/8,::1/128,198.18.0.0/15,2001:db8::/32"
+os.environ["PORTSCOPE_SAFETY_ALLOW"] = SAFETY_ALLOW
 
 LAB_DIR = Path(__file__).parent / "lab"
 LAB_FIXTURES = {"lab", "lab_host", "module_lab", "module_lab_host", "lab_required"}

@@ -167,7 +167,7 @@ def test_watch_cli_with_audit_and_command_alert(
     opened, _ = ports
     calls: list[str] = []
 
-    def fake_load_audit() -> object:
+    def fake_load_audit(config_file: str | None = None) -> object:
         def audit(run: ScanRun) -> ScanRun:
             calls.append(run.id)
             if len(calls) < 2:

@@ -19,7 +19,10 @@ from portscope.errors import EXIT_INTERRUPTED, EXIT_SOFTWARE, EXIT_USAGE, Portsc
 
 # subcommand name -> module (lazily imported so `portscope --help` stays fast)
 COMMANDS: dict[str, str] = {
+    "compare": "portscope.cli.compare",
+    "local": "portscope.cli.local",
     "scan": "portscope.cli.scan",
+    "audit": "portscope.cli.audit",
     "runs": "portscope.cli.runs",
     "show": "portscope.cli.show",
     "query": "portscope.cli.query",

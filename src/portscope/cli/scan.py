@@ -49,8 +49,8 @@ def scan_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help=f"the N most commonly open ports (default {DEFAULT_TOP_PORTS})"),
         click.option("--exclude-ports", metavar="PORTS", help="ports not to scan"),
         click.option("-s", "scan_flags", multiple=True, metavar="TYPE",
-                     help="scan type: -sT connect (default), -sn discovery only; "
-                          "see 'portscope scan --help-scan-types'"),
+                     help="scan type: -sT connect (default), -sS SYN, -sF FIN, -sN NULL, "
+                          "-sX Xmas, -sA ACK, -sW Window, -sU UDP, -sn discovery only"),
         click.option("-Pn", "skip_discovery", is_flag=True,
                      help="treat all hosts as up: skip host discovery"),
         click.option("-T", "timing_level", type=int, default=3, show_default=True,
@@ -76,6 +76,16 @@ def scan_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("-r", "sequential", is_flag=True, help="probe in sequential order"),
         click.option("--shard", metavar="I/N",
                      help="scan only shard I of N (0-based) of the probe space"),
+        click.option("--state", "state_file", metavar="FILE",
+                     help="save the scan's progress to FILE (continue it with --resume)"),
+        click.option("--resume", "resume_file", metavar="FILE|RUN",
+                     help="continue the scan saved with --state FILE (same seed and shard; "
+                          "give the same targets and options), or complete the stored run "
+                          "RUN (id, prefix, latest: with its own options, no targets); "
+                          "decided ports are not probed again"),
+        click.option("--no-fallback", is_flag=True,
+                     help="raw scans (-sS ...) without root/CAP_NET_RAW: fail instead of "
+                          "falling back to -sT"),
     ]
     for opt in reversed(opts):
         func = opt(func)
@@ -128,6 +138,8 @@ def prepare(kw: dict[str, Any], *, argv: list[str] | None = None) -> PreparedSca
     protocols = tuple(dict.fromkeys(get_scan_type(f).protocol for f in flags))
 
     db = service_db()
+    if kw.get("top_ports") is not None and kw["top_ports"] <= 0:
+        raise UsageError(f"--top-ports needs a positive number, not {kw['top_ports']}")
     if kw.get("ports") and kw.get("top_ports"):
         ports = merge(parse_ports(kw["ports"], protocols, db=db),
                       top_ports(kw["top_ports"], protocols, db=db))
@@ -160,7 +172,8 @@ def prepare(kw: dict[str, Any], *, argv: list[str] | None = None) -> PreparedSca
         ports=ports, scan_types=tuple(flags), timing=timing, seed=kw.get("seed"),
         skip_discovery=bool(kw.get("skip_discovery")), discovery_only=discovery_only,
         randomize=not kw.get("sequential"), shard=_parse_shard(kw.get("shard")),
-        command=command,
+        command=command, no_fallback=bool(kw.get("no_fallback")),
+        state_file=kw.get("state_file"), resume_file=kw.get("resume_file"),
     )
     return PreparedScan(targets, options)
 
@@ -257,6 +270,8 @@ def execute(prepared: PreparedScan, outputs: Outputs, *, progress: bool,
 
     scanner = Scanner(prepared.targets, prepared.options, on_port=port_cb,
                       on_host=outputs.host, on_start=start_cb, on_phase=bar.phase,
+                      on_warning=lambda text: click.echo(f"portscope: warning: {text}",
+                                                         err=True),
                       resume=resume)
     finished = False
     try:
@@ -280,8 +295,8 @@ def execute(prepared: PreparedScan, outputs: Outputs, *, progress: bool,
 # --------------------------------------------------------------------------------------
 # the store: options kept with the run, --resume
 
-_NOT_STORED = {"db_url", "no_store", "resume", "json_out", "jsonl_out", "xml_out",
-               "normal_out", "only_open", "no_progress", "verbose"}
+_NOT_STORED = {"db_url", "no_store", "resume", "resume_file", "state_file", "json_out",
+               "jsonl_out", "xml_out", "normal_out", "only_open", "no_progress", "verbose"}
 
 
 def stored_options(kw: dict[str, Any], prepared: PreparedScan) -> dict[str, Any]:
@@ -364,8 +379,6 @@ def _level(name: str) -> int:
 @output_options
 @db_option
 @click.option("--no-store", is_flag=True, help="do not keep the results in the store")
-@click.option("--resume", metavar="RUN",
-              help="complete the interrupted run RUN (same options, skips what it found)")
 @click.option("--open", "only_open", is_flag=True, help="show only open (or possibly open) ports")
 @click.option("--no-progress", is_flag=True, help="no progress bar, even on a terminal")
 @click.option("-v", "verbose", count=True, help="more detail")
@@ -384,6 +397,11 @@ def command(**kw: Any) -> None:
     Every result goes into the store as it arrives (--db, --no-store): 'portscope runs',
     'portscope diff latest~1 latest'.
     """
+    # --resume FILE: a --state file (engine/resume.py); --resume RUN: a stored run
+    ref = kw.get("resume_file")
+    kw["resume"] = None
+    if ref and not os.path.exists(ref):
+        kw["resume"], kw["resume_file"] = ref, None
     if kw.get("resume") and (kw.get("targets") or kw.get("input_list")):
         raise UsageError("--resume takes the targets and options of the stored run: "
                          "give no targets")

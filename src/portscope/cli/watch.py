@@ -20,17 +20,16 @@ from portscope.model import ScanRun
 AuditFunction = Callable[[ScanRun], ScanRun]
 
 
-def load_audit() -> AuditFunction:
-    """The security checks of ``--audit``: ``portscope.checks.run_checks(run, config)``
-    (the audit engine). Tests replace this function."""
-    try:
-        from portscope.checks import run_checks  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        raise UsageError("--audit needs portscope's security checks (portscope.checks), "
-                         "which this build does not have") from None
+def load_audit(config_file: str | None = None) -> AuditFunction:
+    """The security checks of ``--audit``: ``portscope.checks.run_checks`` with the audit
+    configuration (``--config FILE``, else the default file). Tests replace this."""
+    from portscope.checks import run_checks
+    from portscope.checks.config import load_config
+
+    config = load_config(config_file)
 
     def audit(run: ScanRun) -> ScanRun:
-        result: ScanRun = run_checks(run, None)
+        result = run_checks(run, config)
         return replace(result, extra={**result.extra, "audited": True})
 
     return audit
@@ -44,6 +43,8 @@ def load_audit() -> AuditFunction:
               help="time between scans: 30m, 1h, 1d ...")
 @click.option("--audit", "audit", is_flag=True,
               help="run the security checks on every run (alerts on new findings)")
+@click.option("--config", "config_file", metavar="FILE",
+              help="the audit configuration for --audit (see 'portscope audit --help')")
 @click.option("--alert", "alerts", multiple=True, metavar="CHANNEL",
               help="webhook:URL | email:TO[?smtp=HOST:PORT&from=ADDR&starttls=1] | "
                    "syslog[:HOST[:PORT]] | command:CMD (repeatable)")
@@ -82,7 +83,7 @@ def command(**kw: Any) -> None:
     channels = [parse_channel(spec) for spec in kw["alerts"]]
     mutes = [normalize_scope(m) for m in kw["mutes"]]
     prepare(kw)  # bad targets/ports fail now, not at the first cycle
-    audit = load_audit() if kw["audit"] else None
+    audit = load_audit(kw["config_file"]) if kw["audit"] else None
     scan_kw = {k: v for k, v in kw.items() if k in _SCAN_KEYS}
     name = kw["name"] or " ".join(kw["targets"]) or "watch"
     log = _logger()

@@ -5,10 +5,11 @@ decided port is streamed to the ``on_port`` callback the moment it is known, so
 outputs and the store see results as they arrive and an interrupted scan keeps
 them.
 
-Resume (:class:`Resume`) works for every engine the same way: the same seed and shard
-give the same ``ProbeSpace.walk()`` order, so a resumed scan walks again and skips the
-probes whose result is already known (``Scanner.probes``); the known results are part
-of the final run.
+Resume works for every engine the same way: the same seed and shard give the same
+``ProbeSpace.walk()`` order, so a resumed scan walks again and skips the probes whose
+result is already known; the known results are part of the final run. The decided
+probes come from a state file (``engine/resume.py``, ``--resume FILE``) or from the
+store (:class:`Resume`, ``--resume RUN``).
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ import time
 from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 from typing import Protocol as TypingProtocol
 
 from portscope.engine.connect import ConnectEngine, EngineStats, is_loopback
-from portscope.engine.timing import Timing, template
+from portscope.engine.timing import TEMPLATES, Timing, template
 from portscope.model import (
     Host,
     HostStatus,
@@ -39,6 +41,7 @@ from portscope.model import (
 from portscope.probes import get as get_scan_type
 from portscope.targets import PortSpec, ProbeSpace, TargetSet, parse_targets, service_db
 from portscope.targets.permutation import Probe
+from portscope.targets.safety import check_targets
 
 PortCallback = Callable[[str, PortResult], None]
 HostCallback = Callable[[Host], None]
@@ -59,10 +62,32 @@ def _connect_factory(probes: Iterator[Probe], timing: Timing, cb: PortCallback) 
     return ConnectEngine(probes, timing, cb)
 
 
+def template_level(timing: Timing) -> int:
+    """The -T level a timing derives from (3 when it is not one of the templates)."""
+    return next((k for k, t in TEMPLATES.items() if t.name == timing.name), 3)
+
+
+def _raw_factory(flag: str) -> EngineFactory:
+    def factory(probes: Iterator[Probe], timing: Timing, cb: PortCallback) -> Engine:
+        from portscope.engine.raw import RawEngine
+
+        st = get_scan_type(flag)
+        payloads = None
+        if st.protocol == "udp":
+            from portscope.probes.udp_payloads import PayloadTable
+
+            payloads = PayloadTable.default()
+        return RawEngine(probes, timing, cb, st, level=template_level(timing),
+                         payloads=payloads)
+
+    return factory
+
+
 ENGINES: dict[str, EngineFactory] = {
     "T": _connect_factory,
+    **{flag: _raw_factory(flag) for flag in "SFNXAWU"},
 }
-"""Scan-type flag -> engine factory. Raw engines register here too."""
+"""Scan-type flag -> engine factory (connect for -sT; the raw engine for the others)."""
 
 DISCOVERY_PORTS = (80, 443)  # unprivileged discovery, like nmap without root
 
@@ -88,13 +113,16 @@ class ScanOptions:
     shard: tuple[int, int] = (0, 1)
     command: str = ""
     run_id: str | None = None
+    no_fallback: bool = False  # raw scans without privileges: error instead of -sT
+    state_file: str | None = None  # write decided ports here (engine/resume.py)
+    resume_file: str | None = None  # continue the scan saved in this state file
 
 
 @dataclass
 class Resume:
-    """What an interrupted run already found: its header (id, started, command ...),
-    the probes decided (``(address, protocol, port)``), their results per address and
-    the hosts known to be up (address -> reason)."""
+    """A stored run to complete (``portscope scan --resume RUN``): its header (id,
+    started, command ...), the probes it decided (``(address, protocol, port)``), their
+    results per address and the hosts known to be up (address -> reason)."""
 
     run: ScanRun
     decided: Container[tuple[str, str, int]]
@@ -110,9 +138,21 @@ class Scanner:
     on_host: HostCallback | None = None
     on_start: Callable[[ScanRun], None] | None = None
     on_phase: Callable[[str, int], None] | None = None  # (phase name, probes expected)
-    resume: Resume | None = None
+    on_warning: Callable[[str], None] | None = None
+    resume: Resume | None = None  # a stored run to complete
 
     def __post_init__(self) -> None:
+        check_targets(self.targets)  # PORTSCOPE_SAFETY_ALLOW, before anything is sent
+        self.warnings: list[str] = []
+        self._resume = None
+        if self.options.resume_file:
+            from portscope.engine.resume import read_state
+
+            self._resume = read_state(self.options.resume_file)
+            self.options = replace(self.options, seed=self._resume.seed,
+                                   shard=tuple(self._resume.header.get("shard", (0, 1))))
+        self.raw_ok = self._raw_privileges()
+        self.scan_flags = self._effective_flags()
         self._engine: Engine | None = None
         self._stopped = False
         self._ports: dict[str, list[PortResult]] = {}
@@ -125,7 +165,7 @@ class Scanner:
             id=self.options.run_id or new_run_id(started),
             started=started,
             command=self.options.command,
-            scan_types=tuple(get_scan_type(f).name for f in self.options.scan_types),
+            scan_types=tuple(get_scan_type(f).name for f in self.scan_flags),
             ports_spec=self.options.ports.canonical(),
             targets=self.targets.specs,
             vantage=vantage(),
@@ -143,6 +183,38 @@ class Scanner:
             for addr, results in self.resume.results.items():
                 self._ports[addr] = list(results)
 
+    @staticmethod
+    def _raw_privileges() -> bool:
+        from portscope.engine.rawsock import raw_available
+
+        return raw_available() is None
+
+    def _warn(self, text: str) -> None:
+        self.warnings.append(text)
+        if self.on_warning:
+            self.on_warning(text)
+
+    def _effective_flags(self) -> tuple[str, ...]:
+        """The scan types to run: raw ones fall back (-sS -> -sT) without privileges,
+        or fail with --no-fallback."""
+        from portscope.engine.rawsock import CAPABILITY_HELP
+        from portscope.errors import PermissionProblem
+
+        out: list[str] = []
+        for flag in self.options.scan_types:
+            st = get_scan_type(flag)
+            if st.needs_root and not self.raw_ok:
+                if st.fallback and not self.options.no_fallback:
+                    self._warn(f"-s{flag} ({st.name}) needs raw sockets: using -s{st.fallback} "
+                               f"instead. {CAPABILITY_HELP}")
+                    if st.fallback not in out:
+                        out.append(st.fallback)
+                    continue
+                raise PermissionProblem(f"-s{flag} ({st.name} scan): {CAPABILITY_HELP}")
+            if flag not in out:
+                out.append(flag)
+        return tuple(out)
+
     # -- control --------------------------------------------------------------------
     def stop(self) -> None:
         self._stopped = True
@@ -157,7 +229,7 @@ class Scanner:
         probe_targets: list[str] = []
         known = self.resume.live if self.resume is not None else {}
         for addr in self.targets:
-            if addr in known:
+            if addr in known:  # up in the run being resumed
                 self._status[addr] = (HostStatus.UP, known[addr])
                 live.append(addr)
             elif opts.skip_discovery:
@@ -170,6 +242,8 @@ class Scanner:
                 probe_targets.append(addr)
         if not probe_targets or self._stopped:
             return live
+        if self.raw_ok:
+            return live + self._discover_raw(probe_targets)
         answered: dict[str, str] = {}
 
         def cb(address: str, result: PortResult) -> None:
@@ -196,6 +270,28 @@ class Scanner:
                 self._status[addr] = (HostStatus.DOWN, Reason.NO_RESPONSE)
         return live
 
+    def _discover_raw(self, addresses: list[str]) -> list[str]:
+        """Privileged discovery: ICMP echo, SYN 443, ACK 80, ICMP timestamp."""
+        from portscope.engine.discovery import RawDiscovery
+
+        if self.on_phase:
+            self.on_phase("discovery", len(addresses))
+        disc = RawDiscovery(addresses, self.options.timing,
+                            level=template_level(self.options.timing))
+        self._engine = disc  # type: ignore[assignment]
+        answers = disc.run()
+        self._add_stats(disc.stats)
+        live = []
+        for addr in addresses:
+            ans = answers.get(addr)
+            if ans is not None:
+                self._status[addr] = (HostStatus.UP, ans.reason)
+                self._rtt[addr] = ans.rtt
+                live.append(addr)
+            else:
+                self._status[addr] = (HostStatus.DOWN, Reason.NO_RESPONSE)
+        return live
+
     def _add_stats(self, s: EngineStats) -> None:
         self.stats = replace(
             self.stats,
@@ -213,23 +309,48 @@ class Scanner:
         if self.on_port:
             self.on_port(address, result)
 
-    def probes(self, space: ProbeSpace, shard: tuple[int, int]) -> Iterator[Probe]:
-        """The walk of *space*, without the probes a resumed run has already decided."""
-        walk = space.walk(shard=shard)
+    def _open_state(self) -> None:
+        from portscope.engine.resume import StateWriter
+
+        self._state_writer = None
+        path = self.options.state_file or self.options.resume_file
+        if path:
+            header = {"seed": self.seed, "shard": list(self.options.shard),
+                      "command": self.options.command,
+                      "targets": list(self.targets.specs),
+                      "ports": self.options.ports.canonical(),
+                      "scan_types": list(self.scan_flags)}
+            self._state_writer = StateWriter(path, header, append=self._resume is not None)
+
+    def skip_stored(self, probes: Iterator[Probe]) -> Iterator[Probe]:
+        """*probes* without those the stored run being resumed has already decided."""
         if self.resume is None:
-            return walk
+            return probes
         done = self.resume.decided
-        return (p for p in walk if (p.address, p.protocol, p.port) not in done)
+        return (p for p in probes if (p.address, p.protocol, p.port) not in done)
 
     def run(self) -> ScanRun:
         opts = self.options
         t0 = time.monotonic()
         if self.on_start:
             self.on_start(self.run_header)
+        self._open_state()
+        if self._resume is not None:  # what the interrupted run decided, re-emitted
+            for _flag, addr, result in self._resume.results:
+                self._ports.setdefault(addr, []).append(result)
+                if self.on_port:
+                    self.on_port(addr, result)
+        try:
+            return self._run(opts, t0)
+        finally:
+            if self._state_writer is not None:
+                self._state_writer.close()
+
+    def _run(self, opts: ScanOptions, t0: float) -> ScanRun:
         live = self._discover()
         if live and not opts.discovery_only and not self._stopped:
             live_set = parse_targets(live)
-            for flag in opts.scan_types:
+            for flag in self.scan_flags:
                 if self._stopped:
                     break
                 st = get_scan_type(flag)
@@ -243,10 +364,26 @@ class Scanner:
                 factory = ENGINES.get(flag)
                 if factory is None:
                     raise NotImplementedError(f"no engine for -s{flag}")
-                engine = factory(self.probes(space, opts.shard), opts.timing, self._record)
+                from portscope.engine.resume import filter_decided
+
+                decided = self._resume.decided.get(flag, set()) if self._resume else set()
+                def record(address: str, result: PortResult, flag: str = flag,
+                           writer: Any = self._state_writer) -> None:
+                    if writer is not None:
+                        writer.port(flag, address, result)
+                    self._record(address, result)
+
+                engine = factory(self.skip_stored(filter_decided(
+                    space.walk(shard=opts.shard), decided)), opts.timing, record)
                 self._engine = engine
                 engine.run()
                 self._add_stats(engine.stats)
+                unresolved = getattr(engine, "unresolved", 0)
+                if unresolved:
+                    self._warn(f"{unresolved} UDP port(s) could not be resolved: the target "
+                               "rate-limits ICMP port-unreachable messages; they are reported "
+                               "open|filtered with reason icmp-ratelimit (see "
+                               "--udp-resolve-time)")
                 for addr in live:
                     rtt = engine.rtt_of(addr)
                     if rtt is not None and addr not in self._rtt:
@@ -275,5 +412,8 @@ class Scanner:
         stats = replace(self.stats, duration_s=duration,
                         pps=self.stats.probes_sent / duration if duration > 0 else 0.0,
                         hosts_total=len(hosts), hosts_up=up)
+        extra = dict(self.run_header.extra)
+        if self.warnings:
+            extra["warnings"] = list(self.warnings)
         return replace(self.run_header, finished=utcnow(), complete=complete,
-                       hosts=tuple(hosts), stats=stats)
+                       hosts=tuple(hosts), stats=stats, extra=extra)

@@ -179,3 +179,106 @@ class TokenBucket:
             return 0.0
         have = self.available(now)
         return 0.0 if have >= 1 else (1 - have) / self.rate
+
+
+# initial raw-probe rate per template (probes/s); slow start doubles it from there
+_INITIAL_RATE = {0: 1.0, 1: 1.0, 2: 2.5, 3: 2000.0, 4: 5000.0, 5: 20000.0}
+RAW_MAX_RATE = 1_000_000.0  # a ceiling that is never the limit in Python
+
+
+class RateController:
+    """Sending rate of the raw engines (pure: events and ``now`` in, a rate out).
+
+    It tells *random* loss from *congestion* instead of treating every lost probe as
+    congestion (nmap halves its window on each drop, so 1% random loss makes it crawl):
+
+    * loss evidence is a retransmitted probe answered by the target itself (ICMP errors
+      do not count: they are rate-limited); the controller keeps a baseline loss ratio;
+    * an interval is *congested* when the receive socket overflowed or the local send
+      queue was full (our own end is the bottleneck), or when its loss ratio clearly
+      exceeds the baseline (more than max(10%, 3 x baseline + 3%)): then the rate is cut
+      to 70%;
+    * otherwise the rate grows: doubling per interval until the first congestion, then
+      by 10% per interval; growth stops while the sender could not even use the rate it
+      had (the CPU is the limit, not the network).
+
+    ``--min-rate`` and ``--max-rate`` bound it; ``--scan-delay`` fixes it.
+    """
+
+    __slots__ = (
+        "answers",
+        "baseline",
+        "congestions",
+        "fixed",
+        "floor",
+        "history",
+        "interval",
+        "level",
+        "local_drops",
+        "losses",
+        "maximum",
+        "rate",
+        "sent",
+        "slow_start",
+        "stamp",
+    )
+
+    def __init__(self, timing: Timing, now: float, level: int = 3) -> None:
+        self.fixed = timing.scan_delay > 0
+        start = 1.0 / timing.scan_delay if self.fixed else _INITIAL_RATE.get(level, 2000.0)
+        self.floor = timing.min_rate or min(start, 100.0)
+        self.maximum = timing.max_rate or RAW_MAX_RATE
+        self.rate = min(max(start, self.floor), self.maximum)
+        if timing.min_rate:
+            self.rate = max(self.rate, timing.min_rate)
+        self.interval = 0.1
+        self.stamp = now
+        self.slow_start = True
+        self.baseline = 0.0
+        self.sent = self.answers = self.losses = self.local_drops = 0
+        self.congestions = 0
+        self.level = level
+        self.history: list[tuple[float, float, str]] = []  # (time, rate, why) for -v output
+
+    def on_sent(self, n: int = 1) -> None:
+        self.sent += n
+
+    def on_answer(self) -> None:
+        self.answers += 1
+
+    def on_loss(self) -> None:
+        self.losses += 1
+
+    def on_local_drop(self, n: int = 1) -> None:
+        self.local_drops += n
+
+    def tick(self, now: float) -> bool:
+        """Close the current interval if it is over; True if the rate changed."""
+        elapsed = now - self.stamp
+        if elapsed < self.interval:
+            return False
+        old = self.rate
+        why = ""
+        if self.fixed:
+            pass
+        elif self.local_drops:
+            why = "local drops"
+        elif self.answers >= 20:
+            ratio = self.losses / self.answers
+            if ratio > max(0.10, 3 * self.baseline + 0.03):
+                why = f"loss {ratio:.0%}"
+            else:
+                self.baseline += (ratio - self.baseline) / 8
+        if why:
+            self.congestions += 1
+            self.slow_start = False
+            self.rate = max(self.floor, self.rate * 0.7)
+        elif not self.fixed and self.sent >= 0.8 * self.rate * elapsed:
+            self.rate = min(self.maximum, self.rate * (2.0 if self.slow_start else 1.1))
+        self.stamp = now
+        self.sent = self.answers = self.losses = self.local_drops = 0
+        if self.rate != old:
+            if len(self.history) < 1000:
+                self.history.append((now, self.rate, why or "growth"))
+            return True
+        return False

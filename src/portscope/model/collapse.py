@@ -2,8 +2,9 @@
 
 In memory a scan holds every port it decided. Output formats list the interesting
 ports one by one and summarise large groups (like nmap's "Not shown: 65480 closed
-tcp ports (conn-refused)"), but always with the exact port list, so nothing is lost:
-``expand_host(collapse_host(h)) == h`` up to port order.
+tcp ports (conn-refused)"), but always with the exact port list, so nothing is lost
+but the reply TTLs of the summarised ports:
+``expand_host(collapse_host(h)) == h`` up to port order and those TTLs.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def iter_port_list(text: str) -> Iterator[int]:
 
 def collapse_host(host: Host, threshold: int = DEFAULT_COLLAPSE_THRESHOLD) -> Host:
     """Move every state group larger than *threshold* (except open ports, and ports that
-    carry a service) into ``extraports``."""
+    carry a service) into ``extraports``. Collapsed ports keep state, reason and port
+    number; their reply TTL is dropped (as in nmap's <extraports>)."""
     if threshold < 0:
         return host
     groups: dict[PortState, list[PortResult]] = defaultdict(list)
@@ -59,11 +61,11 @@ def collapse_host(host: Host, threshold: int = DEFAULT_COLLAPSE_THRESHOLD) -> Ho
     keep: list[PortResult] = []
     extras: list[ExtraPorts] = list(host.extraports)
     for state, ports in groups.items():
-        collapsible = [p for p in ports if p.service is None and p.ttl is None]
+        collapsible = [p for p in ports if p.service is None]
         if state in _NEVER_COLLAPSE or len(ports) <= threshold or len(collapsible) <= threshold:
             keep.extend(ports)
             continue
-        keep.extend(p for p in ports if not (p.service is None and p.ttl is None))
+        keep.extend(p for p in ports if p.service is not None)
         by_reason: dict[tuple[str, Protocol], list[int]] = defaultdict(list)
         for p in collapsible:
             by_reason[(p.reason, p.protocol)].append(p.port)

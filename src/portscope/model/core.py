@@ -594,7 +594,8 @@ class ScanRun:
                 f"result document has schema_version {v}; this portscope reads <= "
                 f"{SCHEMA_VERSION}: upgrade portscope")
         run = _mapping(_req(d, "run", where), "run")
-        started = parse_time(_req(run, "id", "run") and run.get("started"), "run.started")
+        _req(run, "id", "run")
+        started = parse_time(run.get("started"), "run.started")
         return cls(
             id=str(_str(_req(run, "id", "run"), "run.id")),
             started=started or utcnow(),

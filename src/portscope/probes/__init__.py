@@ -8,7 +8,7 @@ with its reason. Engines in ``portscope.engine`` do the sending and receiving.
 from __future__ import annotations
 
 from portscope.errors import UsageError
-from portscope.probes.base import ScanType
+from portscope.probes.base import RawProbe, ScanType, Verdict
 
 REGISTRY: dict[str, ScanType] = {}
 
@@ -29,8 +29,22 @@ def get(flag: str) -> ScanType:
 
 
 # ---- the registry: add new scan types here -------------------------------------------
-from portscope.probes import connect as _connect  # noqa: E402  (after ScanType)
+from portscope.probes import ack as _ack  # noqa: E402  (after ScanType)
+from portscope.probes import connect as _connect  # noqa: E402
+from portscope.probes import fin as _fin  # noqa: E402
+from portscope.probes import null as _null  # noqa: E402
+from portscope.probes import syn as _syn  # noqa: E402
+from portscope.probes import udp as _udp  # noqa: E402
+from portscope.probes import window as _window  # noqa: E402
+from portscope.probes import xmas as _xmas  # noqa: E402
 
 register(_connect.SCAN_TYPE)
+register(_syn.SCAN_TYPE)
+register(_fin.SCAN_TYPE)
+register(_null.SCAN_TYPE)
+register(_xmas.SCAN_TYPE)
+register(_ack.SCAN_TYPE)
+register(_window.SCAN_TYPE)
+register(_udp.SCAN_TYPE)
 
-__all__ = ["REGISTRY", "ScanType", "get", "register"]
+__all__ = ["REGISTRY", "RawProbe", "ScanType", "Verdict", "get", "register"]

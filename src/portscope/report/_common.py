@@ -113,8 +113,9 @@ def json_dumps(obj: Any, *, ascii_only: bool = False, indent: int | None = None)
                           indent=indent, separators=separators, default=_json_default)
     if ascii_only:
         return text
-    if _SURROGATE.search(text) is not None:  # not encodable as UTF-8: escape instead
-        return json_dumps(obj, ascii_only=True, indent=indent)
+    # lone surrogates (undecodable bytes) cannot be encoded as UTF-8: write them as JSON
+    # escapes, which read back as the same characters (they only occur inside strings)
+    text = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     return text.translate(_JSON_LINE_BREAKS)
 
 

@@ -75,18 +75,14 @@ _ATTR_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&qu
                                "\t": "&#x9;", "\n": "&#xa;", "\r": "&#xd;"})
 _TEXT_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#xd;"})
 
-# run.scan_types spellings -> (nmap scaninfo type, protocol)
+# run.scan_types names -> (nmap scaninfo type, protocol)
 _SCAN_TYPES: dict[str, tuple[str, Protocol]] = {
-    "syn": ("syn", Protocol.TCP), "ss": ("syn", Protocol.TCP),
-    "connect": ("connect", Protocol.TCP), "st": ("connect", Protocol.TCP),
-    "ack": ("ack", Protocol.TCP), "sa": ("ack", Protocol.TCP),
-    "window": ("window", Protocol.TCP), "sw": ("window", Protocol.TCP),
-    "fin": ("fin", Protocol.TCP), "sf": ("fin", Protocol.TCP),
-    "null": ("null", Protocol.TCP), "sn": ("null", Protocol.TCP),
-    "xmas": ("xmas", Protocol.TCP), "sx": ("xmas", Protocol.TCP),
-    "maimon": ("maimon", Protocol.TCP), "sm": ("maimon", Protocol.TCP),
-    "udp": ("udp", Protocol.UDP), "su": ("udp", Protocol.UDP),
+    name: (name, Protocol.UDP if name == "udp" else Protocol.TCP)
+    for name in ("syn", "connect", "ack", "window", "fin", "null", "xmas", "maimon", "udp")
 }
+# nmap's flags, case-sensitive (-sN is a NULL scan, -sn a ping scan without ports)
+_SCAN_FLAGS = {"sS": "syn", "sT": "connect", "sA": "ack", "sW": "window", "sF": "fin",
+               "sN": "null", "sX": "xmas", "sM": "maimon", "sU": "udp"}
 
 
 def attr(value: object) -> str:
@@ -124,7 +120,8 @@ def scaninfo(run: ScanRun) -> list[tuple[str, Protocol]]:
     """nmap scan types of the run, in order, without repeats (unknown ones left out)."""
     out: list[tuple[str, Protocol]] = []
     for raw in run.scan_types:
-        key = raw.strip().lower().lstrip("-")
+        key = raw.strip().lstrip("-")
+        key = _SCAN_FLAGS.get(key, key).lower()
         for prefix in ("tcp_", "tcp-", "tcp"):
             if key.startswith(prefix) and key[len(prefix):] in _SCAN_TYPES:
                 key = key[len(prefix):]
@@ -244,7 +241,7 @@ def service_element(svc: Service) -> str:
         ("method", "probed" if detected else "table"),
         ("conf", min(10, max(0, int(svc.confidence)))),
     ]
-    cpes = [f"<cpe>{text(printable(c))}</cpe>" for c in svc.cpe] if detected else []
+    cpes = [f"<cpe>{text(printable(c))}</cpe>" for c in svc.cpe if c] if detected else []
     if not cpes:
         return _tag("service", attrs)
     return f"{_tag('service', attrs, empty=False)}{''.join(cpes)}</service>"
@@ -267,13 +264,14 @@ def os_element(os: OSGuess) -> str:
     out = [_tag("os", [], empty=False), "\n",
            _tag("osmatch", [("name", os.name), ("accuracy", os.accuracy), ("line", 0)],
                 empty=False), "\n"]
-    if os.family or os.vendor or os.cpe:
+    cpe = [c for c in os.cpe if c]  # libnmap fails on an empty <cpe/>
+    if os.family or os.vendor or cpe:
         cls_attrs: list[tuple[str, object | None]] = [
             ("vendor", os.vendor or os.family or ""),
             ("osfamily", os.family or os.vendor or ""),
             ("accuracy", os.accuracy),
         ]
-        cpes = "".join(f"<cpe>{text(c)}</cpe>" for c in os.cpe)
+        cpes = "".join(f"<cpe>{text(printable(c))}</cpe>" for c in cpe)
         out.append(f"{_tag('osclass', cls_attrs, empty=False)}{cpes}</osclass>\n")
     out.append("</osmatch>\n</os>\n")
     return "".join(out)

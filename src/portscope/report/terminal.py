@@ -125,6 +125,8 @@ def host_renderables(host: Host) -> list[RenderableType]:
             name = printable(h.os.name)
             out.append(Text(f"OS details: {name}" if h.os.accuracy >= 100
                             else f"OS guess: {name} ({h.os.accuracy}%)"))
+            if h.os.cpe:
+                out.append(Text("OS CPE: " + " ".join(printable(c) for c in h.os.cpe)))
     if h.findings:
         out.append(Text(f"Findings: {severity_counts(h.findings)}", style="bold"))
         out.append(findings_table(list(h.findings)))

@@ -30,7 +30,10 @@ Resolver = Callable[[str, int], list[str]]
 
 
 def system_resolver(name: str, family: int) -> list[str]:
-    """Resolve *name* with the system resolver (getaddrinfo)."""
+    """Resolve *name* with the system resolver (getaddrinfo). Names under ``.invalid``
+    never resolve (RFC 6761): they fail here without asking any server."""
+    if name.lower().rstrip(".") == "invalid" or name.lower().rstrip(".").endswith(".invalid"):
+        raise ResolveError(f"cannot resolve host name {name!r}: .invalid names never resolve")
     try:
         infos = socket.getaddrinfo(name, None, family, socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:

@@ -19,6 +19,7 @@ from portscope.targets.ports import PortSpec
 
 _M64 = (1 << 64) - 1
 _ROUNDS = 6
+_TABLE_LIMIT = 1 << 14  # round tables for domains up to 2**28 (6 x 16384 ints at most)
 
 
 def derive_key(seed: int, purpose: str = "permutation") -> int:
@@ -30,7 +31,7 @@ def derive_key(seed: int, purpose: str = "permutation") -> int:
 class Permutation:
     """A keyed bijection on ``[0, n)``."""
 
-    __slots__ = ("_a", "_b", "_keys", "n")
+    __slots__ = ("_a", "_b", "_keys", "_tables", "n")
 
     def __init__(self, n: int, key: int) -> None:
         if n < 0:
@@ -48,6 +49,15 @@ class Permutation:
                                            digest_size=8).digest(), "big")
             for r in range(_ROUNDS)
         )
+        # Small domains (the usual case): precompute each round's function, reduced mod
+        # the round's modulus, over its whole input range. Same outputs, ~5x faster.
+        self._tables: tuple[tuple[int, ...], ...] | None = None
+        if max(a, b) <= _TABLE_LIMIT:
+            f = self._f
+            self._tables = tuple(
+                tuple(f(k, x) % (a if r % 2 == 0 else b) for x in range(b if r % 2 == 0 else a))
+                for r, k in enumerate(self._keys)
+            )
 
     @staticmethod
     def _f(k: int, x: int) -> int:
@@ -59,6 +69,12 @@ class Permutation:
 
     def _encrypt(self, m: int) -> int:
         a, b = self._a, self._b
+        tables = self._tables
+        if tables is not None:
+            left, right = m % a, m // a
+            for r, t in enumerate(tables):
+                left, right = right, (left + t[right]) % (a if r % 2 == 0 else b)
+            return a * right + left
         left, right = m % a, m // a
         for r, k in enumerate(self._keys):
             mod = a if r % 2 == 0 else b

@@ -44,6 +44,8 @@ class ServiceDB:
 
     def add(self, name: str, proto: str, port: int, *, override: bool = False) -> None:
         key = (proto, port)
+        if name == "unknown":  # nmap-services' placeholder is no name
+            return
         if override or key not in self.by_port:
             self.by_port[key] = name
         self.by_name.setdefault(name.lower(), {})[key] = None
