@@ -92,8 +92,13 @@ class RunWriter:
     def finish(self, run: ScanRun) -> None:
         """Commit the rest and the final run (hosts, findings, status, stats)."""
         self._drain()
-        changed = [(h.address, p) for h in run.hosts for p in h.ports
-                   if self._streamed.get((h.address, p.protocol.value, p.port)) != p]
+        streamed = self._streamed
+        changed = []
+        for h in run.hosts:
+            for p in h.ports:
+                q = streamed.get((h.address, p.protocol.value, p.port))
+                if q is not p and q != p:  # enriched after it was streamed (or new)
+                    changed.append((h.address, p))
         self.store.finish_run(run, changed_ports=changed)
 
     def close(self) -> None:
@@ -113,6 +118,11 @@ class RunWriter:
                 stdout=subprocess.PIPE, stderr=None if os.environ.get("PORTSCOPE_DEBUG")
                 else subprocess.DEVNULL, env=env, start_new_session=True, close_fds=True)
             assert self._proc.stdin is not None
+            with contextlib.suppress(OSError, AttributeError):  # Linux: a 1 MiB pipe, so a
+                import fcntl  # lagging writer process does not hold the sender up
+
+                fcntl.fcntl(self._proc.stdin.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031),
+                            1 << 20)
             write_frame(self._proc.stdin, ("open", self.store.url, self.run_id))
         except OSError:
             self._proc = None  # write in this process instead

@@ -13,6 +13,7 @@ is committed).
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import struct
 import sys
@@ -40,9 +41,15 @@ def read_frame(stream: IO[bytes]) -> Any:
 
 
 def main() -> int:
+    import os
+
     from portscope.errors import PortscopeError
     from portscope.store.api import open_store
 
+    # the scan has priority; this process catches up (what it was sent is safe: it
+    # drains its input even after the scanning process died)
+    with contextlib.suppress(OSError):
+        os.nice(10)
     inp = sys.stdin.buffer
     out = sys.stdout
     first = read_frame(inp)
