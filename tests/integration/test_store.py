@@ -231,3 +231,24 @@ def test_alerts_mutes_watches(store: Store) -> None:
     assert state is not None and state["last_run_id"] == "b"
     assert state["last_started"] is not None and state["last_started"].tzinfo is not None
     assert store.watch_state("other") is None
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return str(tmp_path / "fresh.sqlite3")
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+def test_concurrent_first_opens_create_the_schema_once(fresh_url: str) -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from portscope.store import open_store; s = open_store(sys.argv[1]); "
+            "print(s.revision()); s.close()")
+    procs = [subprocess.Popen([sys.executable, "-c", code, fresh_url], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    results = [p.communicate(timeout=60) for p in procs]
+    assert [(out.strip(), p.returncode) for (out, _), p in zip(results, procs, strict=True)] == \
+        [(HEAD_REVISION, 0)] * 4, results

@@ -256,9 +256,14 @@ class Store:
 
     def revision(self) -> str | None:
         with self.errors(), self.engine.connect() as conn:
-            if not sa.inspect(conn).has_table("alembic_version"):
-                return None
-            return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+            return self._revision(conn)
+
+    @staticmethod
+    def _revision(conn: Connection) -> str | None:
+        if not sa.inspect(conn).has_table("alembic_version"):
+            return None
+        value = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+        return str(value) if value is not None else None
 
     def upgrade(self) -> tuple[str | None, str]:
         """Apply the migrations up to the head; returns (revision before, after)."""
@@ -276,9 +281,18 @@ class Store:
 
         cfg = Config()
         cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-        with self.errors(), self.engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+        try:
+            with self.errors(), self.engine.begin() as conn:
+                if self.dialect == "postgresql":  # one migrating process at a time
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(7270017)"))
+                    if self._revision(conn) == HEAD_REVISION:
+                        return before, HEAD_REVISION
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+        except ServiceUnavailable:
+            # another process created the schema at the same moment (SQLite)
+            if self.revision() != HEAD_REVISION:
+                raise
         return before, HEAD_REVISION
 
     def _upsert(self, table: sa.Table) -> Any:
