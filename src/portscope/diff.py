@@ -249,8 +249,8 @@ def _diff_ports(address: str, x: Host | None, y: Host | None, sa: Scope, sb: Sco
         in_both = sa.has_port(address, proto, port) and sb.has_port(address, proto, port)
         if was_open != is_open:
             kind = "port-opened" if is_open else "port-closed"
-            either = q or p
-            svc = _svc_text(either.service if either else None)
+            svc = _svc_text((q.service if q is not None else None)
+                            or (p.service if p is not None else None))
             change = Change(kind, address, proto, port, before=_state_text(p),
                             after=_state_text(q), detail=svc)
             if in_both:
