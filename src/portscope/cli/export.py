@@ -16,8 +16,8 @@ from portscope.report import FORMATS, open_output
 @click.option("-o", "--output", "path", default="-", metavar="FILE", show_default=True,
               help="where to write (- is standard output)")
 def command(run: str, db_url: str | None, fmt: str, path: str) -> None:
-    """Write the stored run RUN (id, prefix, latest, latest~1 ...) in an output format:
-    json (the result contract), jsonl, xml (nmap's; ndiff reads it), normal (nmap text).
+    """Write the stored run RUN (id, prefix, latest, latest~1 ...) in any output format
+    (the --format choices): json is the result contract, xml is nmap's (ndiff reads it).
     """
     with open_db({"db_url": db_url}) as store:
         result = store.load_run(run)
