@@ -104,7 +104,11 @@ class Watcher:
         baseline_id = state.get("last_run_id") if state else None
         report = CycleReport(run.id, run.complete, baseline_id)
         if not run.complete:
-            self.log(f"run {run.id} is incomplete: not compared, baseline kept")
+            # a scan ends incomplete only when it was stopped (Ctrl-C, SIGTERM from
+            # systemctl stop): the watch stops too
+            self.log(f"run {run.id} was interrupted: stored as incomplete, not compared; "
+                     f"stopping")
+            self.stop()
             self._deliver(report)
             return report
         baseline: ScanRun | None = None

@@ -207,6 +207,21 @@ def test_schedule_and_stop(store: Store) -> None:
     assert w.run_forever(count=5) == 0
 
 
+def test_an_interrupted_scan_stops_the_watch(store: Store) -> None:
+    from dataclasses import replace as dc_replace
+
+    scan = FakeScan(store, "lab")
+
+    def interrupted() -> ScanRun:
+        return dc_replace(scan(), complete=False)
+
+    w = Watcher(store=store, name="lab", scan=interrupted, channels=[],
+                every=timedelta(seconds=0), options={}, log=lambda m: None)
+    assert w.run_forever(count=5) == 1
+    state = store.watch_state("lab")
+    assert state is not None and state["last_run_id"] is None  # not a baseline
+
+
 # --- channels ------------------------------------------------------------------------------
 
 
