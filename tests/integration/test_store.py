@@ -252,3 +252,21 @@ def test_concurrent_first_opens_create_the_schema_once(fresh_url: str) -> None:
     results = [p.communicate(timeout=60) for p in procs]
     assert [(out.strip(), p.returncode) for (out, _), p in zip(results, procs, strict=True)] == \
         [(HEAD_REVISION, 0)] * 4, results
+
+
+def test_in_memory_store_writes_in_process() -> None:
+    """``--db :memory:`` (tests, one-off use): no writer process can reach it."""
+    s = open_store(":memory:")
+    try:
+        assert s.in_memory
+        header = ScanRun(id="m", started=T0, complete=False)
+        w = RunWriter(s, interval=0.01)
+        w.start(header)
+        ports = tuple(p(n, PortState.CLOSED) for n in range(1, 50))
+        for x in ports:
+            w.port("198.18.0.2", x)
+        w.finish(replace(header, complete=True, hosts=(
+            Host("198.18.0.2", HostStatus.UP, "conn-refused", ports=ports),)))
+        assert len(s.decided("m")) == 49 and len(s.current()) == 49
+    finally:
+        s.close()

@@ -236,6 +236,11 @@ class Store:
         self.engine = engine
         self.dialect = engine.dialect.name
 
+    @property
+    def in_memory(self) -> bool:
+        """An in-memory SQLite database: only this process can write it."""
+        return self.dialect == "sqlite" and self.url.split("://", 1)[1] in ("", "/:memory:")
+
     # -- lifecycle -------------------------------------------------------------------
 
     def close(self) -> None:
@@ -824,8 +829,14 @@ def create_engine(url: str) -> Engine:
                 raise ServiceUnavailable(
                     f"cannot create the database directory {Path(path).parent}: "
                     f"{exc.strerror or exc}") from None
-        engine = sa.create_engine(url, connect_args={"check_same_thread": False,
-                                                     "timeout": 30})
+        if not path or path == ":memory:":  # one shared in-memory database (tests)
+            from sqlalchemy.pool import StaticPool
+
+            engine = sa.create_engine(url, connect_args={"check_same_thread": False},
+                                      poolclass=StaticPool)
+        else:
+            engine = sa.create_engine(url, connect_args={"check_same_thread": False,
+                                                         "timeout": 30})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if url.startswith("postgresql"):

@@ -78,7 +78,7 @@ class RunWriter:
         self.run_id = header.id
         self.store.begin_run(header, source=self.source, options=self.options,
                              watch=self.watch)
-        if self.use_process:
+        if self.use_process and not self.store.in_memory:
             self._spawn()
         self._thread = threading.Thread(target=self._loop, name="portscope-store",
                                         daemon=True)
