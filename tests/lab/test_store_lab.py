@@ -249,7 +249,8 @@ def test_kill9_keeps_results_and_resume_completes(lab_host: LabHost, tmp_path: P
                  if e.get("type") == "port"}
     missing = witnessed - decided
     assert len(decided) >= 8000
-    assert decided <= witnessed
+    # (the store may hold the one or two results whose witness line the kill cut off)
+    assert len(decided - witnessed) <= 2
     assert len(missing) <= RATE * 0.6, f"{len(missing)} results lost"
     # resume: the same options, only the probes not decided yet
     lab_host.flush_rules()
