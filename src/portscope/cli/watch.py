@@ -77,6 +77,9 @@ def command(**kw: Any) -> None:
     from portscope.store import RunWriter, parse_duration
     from portscope.watch import Watcher
 
+    if kw.get("state_file") or kw.get("resume_file"):
+        raise UsageError("--state and --resume are for 'portscope scan'; a watch keeps its "
+                         "state in the store")
     every = parse_duration(kw["every"])
     if every.total_seconds() < 1:
         raise UsageError("--every must be at least 1s")
@@ -119,11 +122,16 @@ def command(**kw: Any) -> None:
             signal.signal(signal.SIGTERM, old)
 
 
-_SCAN_KEYS = {"targets", "ports", "top_ports", "exclude_ports", "scan_flags", "skip_discovery",
-              "timing_level", "min_rate", "max_rate", "max_retries", "max_parallelism",
-              "scan_delay", "host_timeout", "min_rtt_timeout", "max_rtt_timeout",
-              "initial_rtt_timeout", "input_list", "exclude", "excludefile", "ipv6", "seed",
-              "sequential", "shard"} - _NOT_STORED
+def _scan_keys() -> set[str]:
+    """The parameter names of ``scan_options`` (whatever scan options exist)."""
+    def probe() -> None:
+        pass
+
+    params = getattr(scan_options(probe), "__click_params__", [])
+    return {str(p.name) for p in params} - _NOT_STORED
+
+
+_SCAN_KEYS = _scan_keys()
 
 
 def _jsonable(v: Any) -> Any:
