@@ -131,6 +131,18 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(f"TIER FAILURE: {problem}", red=True, bold=True)
 
 
+# --- the result store ---------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _private_store(tmp_path_factory: pytest.TempPathFactory,
+                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test (and every portscope process it starts) gets its own default store:
+    ``portscope scan`` stores by default and must never write into the user's data dir."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg")))
+    monkeypatch.delenv("PORTSCOPE_DB", raising=False)
+
+
 # --- lab fixtures ---------------------------------------------------------------------------
 
 

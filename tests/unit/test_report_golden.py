@@ -23,7 +23,8 @@ from portscope.report.terminal import render_terminal
 DATA = Path(__file__).resolve().parent.parent / "data" / "report"
 UPDATE = os.environ.get("PORTSCOPE_UPDATE_GOLDEN") == "1"
 
-SUFFIX = {"json": "json", "jsonl": "jsonl", "xml": "xml", "normal": "txt"}
+SUFFIX = {"json": "json", "jsonl": "jsonl", "xml": "xml", "normal": "txt", "html": "html",
+          "markdown": "md", "csv": "csv", "defectdojo": "dojo.json", "sarif": "sarif"}
 
 
 def sample_run() -> ScanRun:

@@ -38,7 +38,8 @@ def drive(out: Output, run: ScanRun = RUN) -> None:
 
 
 def test_registry() -> None:
-    assert sorted(FORMATS) == ["json", "jsonl", "normal", "xml"]
+    assert sorted(FORMATS) == ["csv", "defectdojo", "html", "json", "jsonl", "markdown",
+                               "normal", "sarif", "xml"]
     for name, cls in FORMATS.items():
         assert cls.name == name
         assert issubclass(cls, BaseOutput)
@@ -47,8 +48,9 @@ def test_registry() -> None:
 
 
 def test_unknown_format_is_a_usage_error() -> None:
-    with pytest.raises(UsageError, match=r"unknown output format 'yaml' \(choose from: json, "
-                                         r"jsonl, normal, xml\)"):
+    with pytest.raises(UsageError, match=r"unknown output format 'yaml' \(choose from: csv, "
+                                         r"defectdojo, html, json, jsonl, markdown, normal, "
+                                         r"sarif, xml\)"):
         render("yaml", RUN)
     with pytest.raises(UsageError):
         open_output("yaml", "-")

@@ -22,6 +22,16 @@ COMMANDS: dict[str, str] = {
     "compare": "portscope.cli.compare",
     "local": "portscope.cli.local",
     "scan": "portscope.cli.scan",
+    "audit": "portscope.cli.audit",
+    "runs": "portscope.cli.runs",
+    "show": "portscope.cli.show",
+    "query": "portscope.cli.query",
+    "diff": "portscope.cli.diff",
+    "import": "portscope.cli.import_",
+    "export": "portscope.cli.export",
+    "db": "portscope.cli.db",
+    "watch": "portscope.cli.watch",
+    "alerts": "portscope.cli.alerts",
 }
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}

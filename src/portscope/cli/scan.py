@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import secrets
 import shlex
 import signal
 import sys
@@ -13,13 +16,15 @@ from typing import Any
 
 import click
 
+from portscope.cli._store import db_option, open_db
 from portscope.cli.common import Outputs, output_options, requested_outputs, stderr_is_tty
-from portscope.engine.scan import Scanner, ScanOptions
+from portscope.engine.scan import Resume, Scanner, ScanOptions
 from portscope.engine.services import INTENSITY_ALL, INTENSITY_LIGHT, ServiceOptions
 from portscope.engine.timing import template
-from portscope.errors import EXIT_INTERRUPTED, UsageError
-from portscope.model import PortResult, ScanRun
+from portscope.errors import EXIT_INTERRUPTED, PortscopeError, UsageError
+from portscope.model import HostStatus, PortResult, ScanRun
 from portscope.probes import get as get_scan_type
+from portscope.store import DB_ENV, RunWriter, Store
 from portscope.targets import (
     PortSpec,
     TargetSet,
@@ -87,8 +92,10 @@ def scan_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="scan only shard I of N (0-based) of the probe space"),
         click.option("--state", "state_file", metavar="FILE",
                      help="save the scan's progress to FILE (continue it with --resume)"),
-        click.option("--resume", "resume_file", metavar="FILE",
-                     help="continue the scan saved with --state FILE: same seed and shard, "
+        click.option("--resume", "resume_file", metavar="FILE|RUN",
+                     help="continue the scan saved with --state FILE (same seed and shard; "
+                          "give the same targets and options), or complete the stored run "
+                          "RUN (id, prefix, latest: with its own options, no targets); "
                           "decided ports are not probed again"),
         click.option("--no-fallback", is_flag=True,
                      help="raw scans (-sS ...) without root/CAP_NET_RAW: fail instead of "
@@ -292,31 +299,122 @@ class _Progress:
 
 
 def execute(prepared: PreparedScan, outputs: Outputs, *, progress: bool,
-            on_port: Callable[[str, PortResult], None] | None = None) -> ScanRun:
-    """Run a prepared scan, streaming to *outputs*; returns the (maybe incomplete) run."""
+            on_port: Callable[[str, PortResult], None] | None = None,
+            writer: RunWriter | None = None, resume: Resume | None = None,
+            finalize: Callable[[ScanRun], ScanRun] | None = None) -> ScanRun:
+    """Run a prepared scan, streaming to *outputs* and into the store (*writer*);
+    returns the (maybe incomplete) run. *resume* continues an interrupted run;
+    *finalize* may enrich the run (findings ...) before it is stored and written."""
     bar = _Progress(progress)
 
     def port_cb(address: str, result: PortResult) -> None:
+        if writer is not None:
+            writer.port(address, result)
         outputs.port(address, result)
         bar.advance(result)
         if on_port:
             on_port(address, result)
 
     def service_cb(address: str, result: PortResult) -> None:
-        outputs.port(address, result)  # the port again, now with what answers there
+        # the port again, now with what answers there (the store upserts it)
+        if writer is not None:
+            writer.port(address, result)
+        outputs.port(address, result)
         bar.identified(result)
         if on_port:
             on_port(address, result)
 
+    def start_cb(header: ScanRun) -> None:
+        if writer is not None:
+            writer.start(header)
+        outputs.start(header)
+
     scanner = Scanner(prepared.targets, prepared.options, on_port=port_cb,
-                      on_host=outputs.host, on_start=outputs.start, on_phase=bar.phase,
+                      on_host=outputs.host, on_start=start_cb, on_phase=bar.phase,
                       on_warning=lambda text: click.echo(f"portscope: warning: {text}",
                                                          err=True),
-                      on_service=service_cb)
-    with _interrupts(scanner), bar:
-        run = scanner.run()
+                      on_service=service_cb, resume=resume)
+    finished = False
+    try:
+        with _interrupts(scanner), bar:
+            run = scanner.run()
+        if finalize is not None:
+            run = finalize(run)
+        if writer is not None:
+            writer.finish(run)
+        finished = True
+    finally:
+        if writer is not None and not finished:
+            writer.close()  # what was found is committed; the run stays incomplete
+            if writer.run_id is not None:
+                with contextlib.suppress(PortscopeError):
+                    writer.store.mark_incomplete(writer.run_id)
     outputs.finish(run)
     return run
+
+
+# --------------------------------------------------------------------------------------
+# the store: options kept with the run, --resume
+
+_NOT_STORED = {"db_url", "no_store", "resume", "resume_file", "state_file", "json_out",
+               "jsonl_out", "xml_out", "normal_out", "only_open", "no_progress", "verbose"}
+
+
+def stored_options(kw: dict[str, Any], prepared: PreparedScan) -> dict[str, Any]:
+    """The scan's options as kept with the run, for ``--resume``: the command-line
+    options with target and exclude files read in and the seed fixed."""
+    out: dict[str, Any] = {}
+    for key, value in kw.items():
+        if key in _NOT_STORED:
+            continue
+        out[key] = list(value) if isinstance(value, tuple) else value
+    out["targets"] = list(prepared.targets.specs)
+    out["input_list"] = None
+    if kw.get("excludefile"):
+        out["exclude"] = [*out.get("exclude", []), *read_target_file(kw["excludefile"])]
+        out["excludefile"] = None
+    out["seed"] = prepared.options.seed
+    return out
+
+
+def prepare_resume(store: Store, ref: str) -> tuple[PreparedScan, Resume, dict[str, Any]]:
+    """The scan to run to complete the interrupted run *ref*, with its original options."""
+    run_id, options, status = store.run_options(ref)
+    if status == "complete":
+        raise UsageError(f"run {run_id} is complete: nothing to resume")
+    if status == "running":
+        raise UsageError(f"run {run_id} is still being written by a running scan")
+    if not options:
+        raise UsageError(f"run {run_id} cannot be resumed: it was not started by "
+                         f"'portscope scan' (an import, or a watch)")
+    previous = store.load_run(run_id)
+    prepared = prepare(dict(options), argv=shlex.split(previous.command)[1:]
+                       if previous.command else [])
+    prepared.options.seed = options.get("seed")
+    prepared.options.run_id = run_id
+    prepared.options.command = previous.command or prepared.options.command
+    resume = Resume(run=previous, decided=store.decided(run_id),
+                    results={h.address: h.ports for h in previous.hosts},
+                    live={h.address: h.reason or "stored" for h in previous.hosts
+                          if h.status is HostStatus.UP})
+    return prepared, resume, options
+
+
+def _open_store_for_scan(kw: dict[str, Any]) -> Store | None:
+    """The store a scan writes to: ``--db``/``PORTSCOPE_DB``/the default file. When the
+    default file cannot be opened the scan still runs (with a warning)."""
+    if kw.get("no_store"):
+        if kw.get("resume"):
+            raise UsageError("--resume needs the store: drop --no-store")
+        return None
+    try:
+        return open_db(kw)
+    except PortscopeError as exc:
+        if kw.get("db_url") or os.environ.get(DB_ENV) or kw.get("resume"):
+            raise
+        click.echo(f"portscope: warning: results not stored ({exc.message}); "
+                   f"--db URL chooses another store, --no-store silences this", err=True)
+        return None
 
 
 def summary_line(prepared: PreparedScan) -> str:
@@ -341,6 +439,8 @@ def _level(name: str) -> int:
                                          "max_content_width": 100})
 @scan_options
 @output_options
+@db_option
+@click.option("--no-store", is_flag=True, help="do not keep the results in the store")
 @click.option("--open", "only_open", is_flag=True, help="show only open (or possibly open) ports")
 @click.option("--no-progress", is_flag=True, help="no progress bar, even on a terminal")
 @click.option("-v", "verbose", count=True, help="more detail")
@@ -355,19 +455,53 @@ def command(**kw: Any) -> None:
       portscope scan -p- -T4 198.18.0.2 --json out.json
       portscope scan -p 22,80,443 198.18.0.0/24 -oX scan.xml
       portscope scan -sV -p 1-1024,8080 198.18.0.2
+      portscope scan --resume latest       # complete an interrupted run
+
+    Every result goes into the store as it arrives (--db, --no-store): 'portscope runs',
+    'portscope diff latest~1 latest'.
     """
-    prepared = prepare(kw)
-    outputs = Outputs(requested_outputs(kw))
+    # --resume FILE: a --state file (engine/resume.py); --resume RUN: a stored run
+    ref = kw.get("resume_file")
+    kw["resume"] = None
+    if ref and not os.path.exists(ref):
+        kw["resume"], kw["resume_file"] = ref, None
+    if kw.get("resume") and (kw.get("targets") or kw.get("input_list")):
+        raise UsageError("--resume takes the targets and options of the stored run: "
+                         "give no targets")
+    store = _open_store_for_scan(kw)
     try:
-        probes = prepared.targets.count() * len(prepared.options.ports)
-        if stderr_is_tty() or probes >= LARGE_SCAN:
-            click.echo(summary_line(prepared), err=True)
-        progress = stderr_is_tty() and not kw["no_progress"]
-        run = execute(prepared, outputs, progress=progress)
+        resume = None
+        if kw.get("resume"):
+            assert store is not None
+            prepared, resume, options = prepare_resume(store, kw["resume"])
+        else:
+            prepared = prepare(kw)
+            if prepared.options.seed is None:
+                prepared.options.seed = secrets.randbits(32)
+            options = stored_options(kw, prepared)
+        writer = RunWriter(store, options=options) if store is not None else None
+        if writer is not None and resume is not None:
+            writer.prime((a, p) for a, ps in resume.results.items() for p in ps)
+        outputs = Outputs(requested_outputs(kw))
+        try:
+            probes = prepared.targets.count() * len(prepared.options.ports)
+            if stderr_is_tty() or probes >= LARGE_SCAN:
+                click.echo(summary_line(prepared), err=True)
+            progress = stderr_is_tty() and not kw["no_progress"]
+            run = execute(prepared, outputs, progress=progress, writer=writer, resume=resume)
+        finally:
+            outputs.close()
     finally:
-        outputs.close()
+        if store is not None:
+            store.close()
     if not outputs.to_stdout:
         show(run, only_open=kw["only_open"])
+    if store is not None:
+        if not run.complete:
+            click.echo(f"portscope: run {run.id} is incomplete and stored: "
+                       f"'portscope scan --resume {run.id}' completes it", err=True)
+        elif stderr_is_tty():
+            click.echo(f"portscope: stored as run {run.id} ({store.label})", err=True)
     if not run.complete:
         sys.exit(EXIT_INTERRUPTED)
 

@@ -4,6 +4,12 @@ Engines are chosen per scan type through ``ENGINES`` (flag -> factory); every
 decided port is streamed to the ``on_port`` callback the moment it is known, so
 outputs and the store see results as they arrive and an interrupted scan keeps
 them.
+
+Resume works for every engine the same way: the same seed and shard give the same
+``ProbeSpace.walk()`` order, so a resumed scan walks again and skips the probes whose
+result is already known; the known results are part of the final run. The decided
+probes come from a state file (``engine/resume.py``, ``--resume FILE``) or from the
+store (:class:`Resume`, ``--resume RUN``).
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -117,6 +123,18 @@ class ScanOptions:
 
 
 @dataclass
+class Resume:
+    """A stored run to complete (``portscope scan --resume RUN``): its header (id,
+    started, command ...), the probes it decided (``(address, protocol, port)``), their
+    results per address and the hosts known to be up (address -> reason)."""
+
+    run: ScanRun
+    decided: Container[tuple[str, str, int]]
+    results: Mapping[str, Sequence[PortResult]]
+    live: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
 class Scanner:
     targets: TargetSet
     options: ScanOptions
@@ -126,6 +144,7 @@ class Scanner:
     on_phase: Callable[[str, int], None] | None = None  # (phase name, probes expected)
     on_warning: Callable[[str], None] | None = None
     on_service: PortCallback | None = None  # a port again, with what answers there (-sV)
+    resume: Resume | None = None  # a stored run to complete
 
     def __post_init__(self) -> None:
         check_targets(self.targets)  # PORTSCOPE_SAFETY_ALLOW, before anything is sent
@@ -161,6 +180,15 @@ class Scanner:
             extra={"seed": self.seed, "timing": self.options.timing.name,
                    "shard": list(self.options.shard)},
         )
+        if self.resume is not None:
+            prev = self.resume.run
+            self.run_header = replace(self.run_header, id=prev.id, started=prev.started,
+                                      command=prev.command or self.run_header.command,
+                                      extra={**prev.extra, **self.run_header.extra,
+                                             "resumed": [*prev.extra.get("resumed", []),
+                                                         started.isoformat()]})
+            for addr, results in self.resume.results.items():
+                self._ports[addr] = list(results)
 
     @staticmethod
     def _raw_privileges() -> bool:
@@ -208,8 +236,12 @@ class Scanner:
         opts = self.options
         live: list[str] = []
         probe_targets: list[str] = []
+        known = self.resume.live if self.resume is not None else {}
         for addr in self.targets:
-            if opts.skip_discovery:
+            if addr in known:  # up in the run being resumed
+                self._status[addr] = (HostStatus.UP, known[addr])
+                live.append(addr)
+            elif opts.skip_discovery:
                 self._status[addr] = (HostStatus.UP, Reason.USER_SET)
                 live.append(addr)
             elif is_loopback(addr):
@@ -299,6 +331,13 @@ class Scanner:
                       "scan_types": list(self.scan_flags)}
             self._state_writer = StateWriter(path, header, append=self._resume is not None)
 
+    def skip_stored(self, probes: Iterator[Probe]) -> Iterator[Probe]:
+        """*probes* without those the stored run being resumed has already decided."""
+        if self.resume is None:
+            return probes
+        done = self.resume.decided
+        return (p for p in probes if (p.address, p.protocol, p.port) not in done)
+
     def run(self) -> ScanRun:
         opts = self.options
         t0 = time.monotonic()
@@ -343,8 +382,8 @@ class Scanner:
                         writer.port(flag, address, result)
                     self._record(address, result)
 
-                engine = factory(filter_decided(space.walk(shard=opts.shard), decided),
-                                 opts.timing, record)
+                engine = factory(self.skip_stored(filter_decided(
+                    space.walk(shard=opts.shard), decided)), opts.timing, record)
                 self._engine = engine
                 engine.run()
                 self._add_stats(engine.stats)

@@ -26,16 +26,26 @@ from typing import TextIO
 from portscope.errors import UsageError, writing
 from portscope.model import ScanRun
 from portscope.report.base import Output
+from portscope.report.csvout import CSVOutput
+from portscope.report.defectdojo import DefectDojoOutput
+from portscope.report.html import HTMLOutput
 from portscope.report.jsondoc import JSONOutput
 from portscope.report.jsonl import JSONLinesOutput, read_jsonl
+from portscope.report.markdown import MarkdownOutput
 from portscope.report.nmapxml import XMLOutput
 from portscope.report.normal import NormalOutput
+from portscope.report.sarif import SARIFOutput
 
 FORMATS: dict[str, type[Output]] = {
     JSONOutput.name: JSONOutput,
     JSONLinesOutput.name: JSONLinesOutput,
     XMLOutput.name: XMLOutput,
     NormalOutput.name: NormalOutput,
+    HTMLOutput.name: HTMLOutput,
+    MarkdownOutput.name: MarkdownOutput,
+    CSVOutput.name: CSVOutput,
+    DefectDojoOutput.name: DefectDojoOutput,
+    SARIFOutput.name: SARIFOutput,
 }
 
 STDOUT = "-"

@@ -35,6 +35,7 @@ NMAP_SERVICES_PATHS = (
 @dataclass
 class ServiceDB:
     by_port: dict[tuple[str, int], str] = field(default_factory=dict)
+    # name -> {(proto, port): None}: an insertion-ordered set ("unknown" has thousands)
     by_name: dict[str, dict[tuple[str, int], None]] = field(default_factory=dict)
     # (proto, port) -> open frequency (higher = more often open), from nmap-services
     frequency: dict[tuple[str, int], float] = field(default_factory=dict)
@@ -54,7 +55,7 @@ class ServiceDB:
 
     def lookup(self, name: str) -> list[tuple[str, int]]:
         """(proto, port) pairs registered for a service name (case-insensitive)."""
-        return list(self.by_name.get(name.lower(), []))
+        return list(self.by_name.get(name.lower(), {}))
 
     def top(self, n: int, proto: str) -> list[int]:
         """The *n* ports of *proto* most often found open (see module docstring)."""
