@@ -21,6 +21,7 @@ from datetime import datetime
 from portscope.checks import (
     access,
     cleartext,
+    compare,
     disclosure,
     dns_recursion,
     exposure,
@@ -59,6 +60,7 @@ CHECKS: dict[str, CheckFn] = {
     "ssh": ssh.check,
     "smtp": smtp.check,
     "policy": policy.check,
+    "compare": compare.check,
 }
 """Check name -> check function. Finding kinds are ``<check>.<what>`` (``tls.expired``)."""
 

@@ -4,6 +4,7 @@ open-relay test), write the security-check report; ``--fail-on`` for CI."""
 from __future__ import annotations
 
 import importlib
+import ipaddress
 import json
 import socket
 import sys
@@ -21,6 +22,7 @@ from portscope.checks.config import (
     validate_relay,
 )
 from portscope.cli.common import Outputs, output_options, requested_outputs, stderr_is_tty
+from portscope.cli.local import collector_option
 from portscope.cli.scan import LARGE_SCAN, execute, prepare, scan_options, show, summary_line
 from portscope.errors import (
     EXIT_DIFFERENT,
@@ -162,6 +164,71 @@ def _write(outputs: Outputs, reports: list[Output], run: ScanRun) -> None:
         o.finish(run)
 
 
+def inventory_sources(kw: dict[str, Any], config: AuditConfig) -> list[Any]:
+    """The local views asked for (``--local``, ``--netns``, ``--inventory``), read or
+    taken now (before the scan, so both views show the same moment as closely as can be)."""
+    from portscope.cli.compare import read_inventory
+    from portscope.local.compare import SourcedInventory
+
+    specs = [split_inventory_spec(s) for s in kw.get("inventories") or ()]
+    now = bool(kw.get("local_now") or kw.get("netns"))
+    addresses = tuple(kw.get("addresses") or ())
+    if addresses and len(specs) + int(now) != 1:
+        raise UsageError("--address names the scanned address(es) of the ONE local view: "
+                         "with several, use --inventory ADDR=FILE for each"
+                         if specs else "--address needs --local, --netns NAME or "
+                         "--inventory FILE")
+    if any(a for a, _ in specs) and addresses:
+        raise UsageError("give the address either with --address or as --inventory "
+                         "ADDR=FILE, not both")
+    sources = []
+    if now:
+        from portscope.cli.local import take_inventory
+
+        netns = kw.get("netns")
+        label = f"--netns {netns}" if netns else "--local (this machine)"
+        sources.append(SourcedInventory(label, take_inventory(netns, kw["collector"]),
+                                        addresses, exact=True))
+    for addr, path in specs:
+        sources.append(SourcedInventory(f"--inventory {path}", read_inventory(path),
+                                        (addr,) if addr else addresses))
+    return sources
+
+
+def split_inventory_spec(spec: str) -> tuple[str | None, str]:
+    """``FILE`` or ``ADDR=FILE`` (ADDR an IPv4 or IPv6 address) -> (ADDR or None, FILE)."""
+    head, sep, rest = spec.partition("=")
+    if sep and rest:
+        try:
+            ipaddress.ip_address(head.strip("[]"))
+        except ValueError:
+            return None, spec
+        return head.strip("[]"), rest
+    return None, spec
+
+
+def with_comparison(run: ScanRun, sources: list[Any], config: AuditConfig) -> ScanRun:
+    from portscope.checks.kb import load_kb
+    from portscope.local.compare import merge_into_run
+    from portscope.local.risk import KBRiskSource
+
+    risk = KBRiskSource(load_kb(extra=config.kb_files, overrides=config.services))
+    return merge_into_run(run, sources, risk=risk, lang=config.lang)
+
+
+def comparison_summary(run: ScanRun) -> list[str]:
+    """One line per compared host: ``198.18.0.2 inside vs outside: 4 exposed, ...``."""
+    audit = run.extra.get("audit")
+    items = audit.get("comparisons") if isinstance(audit, dict) else None
+    lines = []
+    for item in items or ():
+        c = {k: v for k, v in (item.get("counts") or {}).items() if v}
+        parts = ", ".join(f"{n} {k}" for k, n in c.items()) or "nothing to compare"
+        lines.append(f"portscope audit: {item.get('address')} inside vs outside "
+                     f"({item.get('source')}): {parts}")
+    return lines
+
+
 def summary(run: ScanRun) -> str:
     from portscope.report.audit_view import counts
 
@@ -174,6 +241,7 @@ def summary(run: ScanRun) -> str:
                                           "max_content_width": 100})
 @scan_options
 @output_options
+@collector_option
 @click.option("--report", "reports", multiple=True, metavar="[FORMAT:]FILE",
               help="write the report: .html .md .json .csv .sarif .dojo.json (DefectDojo) "
                    "or FORMAT:FILE; may be repeated")
@@ -186,6 +254,18 @@ def summary(run: ScanRun) -> str:
               help="audit configuration (default ~/.config/portscope/audit.toml)")
 @click.option("--input", "input_file", metavar="FILE",
               help="audit a saved result document (scan --json) instead of scanning")
+@click.option("--local", "local_now", is_flag=True,
+              help="compare with this machine's listening sockets, taken now (the target "
+                   "must be this machine; see --netns, --inventory)")
+@click.option("--netns", metavar="NAME",
+              help="compare with the sockets of network namespace NAME, taken now (root)")
+@click.option("--inventory", "inventories", multiple=True, metavar="[ADDR=]FILE",
+              help="compare with a saved inventory ('portscope local --json' on the host, "
+                   "or netstat -an / ss -ltnup text); it applies to the scanned host whose "
+                   "address it lists, or to ADDR; may be repeated (one per host)")
+@click.option("--address", "addresses", multiple=True, metavar="ADDR",
+              help="the scanned address(es) that are the local view's host (NAT; default: "
+                   "the addresses the inventory lists)")
 @click.option("--no-relay-test", is_flag=True, help="do not test mail servers for relaying")
 @click.option("--relay-domain", metavar="DOMAIN",
               help="outside domain used as relay destination (default example.com)")
@@ -206,6 +286,9 @@ def command(**kw: Any) -> None:
       portscope audit 198.18.0.2 --report check.html --lang ja
       portscope audit 198.18.0.0/24 --policy policy.yaml --fail-on high --report out.sarif
       portscope audit --input scan.json --report check.md
+      portscope audit 127.0.0.1 --local --report check.html      # inside vs outside
+      sudo portscope audit 198.18.0.2 --netns web1 --report check.html
+      portscope audit 198.18.0.2 198.18.0.3 --inventory web1.json --inventory web2.json
     Exit codes: 0 ok, 1 a finding at or above --fail-on, 130 interrupted (see README).
     """
     config = build_config(kw)
@@ -215,6 +298,7 @@ def command(**kw: Any) -> None:
     try:
         reports = _open_reports(tuple(kw["reports"]))
         progress = stderr_is_tty() and not kw["no_progress"]
+        sources = inventory_sources(kw, config)
         if kw.get("input_file"):
             if kw["targets"]:
                 raise UsageError("give TARGETS or --input FILE, not both")
@@ -237,6 +321,8 @@ def command(**kw: Any) -> None:
                     run = run_relay_tests(run, config.relay)
             if config.policy is not None and config.source is None:
                 run = with_sources(run)
+        if sources:
+            run = with_comparison(run, sources, config)
         run = run_checks(run, config)
         _write(outputs, reports, run)
     finally:
@@ -246,6 +332,8 @@ def command(**kw: Any) -> None:
     if not outputs.to_stdout:
         if not kw["quiet"]:
             show(run)
+        for line in comparison_summary(run):
+            click.echo(line)
         click.echo(summary(run))
     if not run.complete:
         sys.exit(EXIT_INTERRUPTED)

@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import timedelta
+from typing import Any
 from typing import Protocol as TypingProtocol
 
 from portscope.errors import DataError, UsageError
@@ -286,3 +288,153 @@ def _unreached(inventory: Inventory, sockets: Iterable[ListeningSocket],
                          service=next((s.service for s in socks if s.service), None),
                          sockets=tuple(socks))
             for (exposure, why, proto, port), socks in groups.items()]
+
+
+# --------------------------------------------------------------------------------------
+# the comparison in the audit (portscope audit --local / --netns / --inventory)
+
+COMPARISON_EXTRA = "comparison"
+"""``Host.extra`` key of a host's inside/outside comparison in an audited run."""
+
+
+@dataclass(frozen=True)
+class SourcedInventory:
+    """An inventory for the audit, with where it came from and how to match it.
+
+    *label* names it in messages and reports (``--inventory web1.json``, ``--netns
+    web1``). *addresses* are the scanned addresses the user said are this host's
+    (``--address``, ``ADDR=FILE``). *exact*: only a scanned address the inventory lists
+    itself matches (an inventory taken now, of this machine or a namespace); otherwise a
+    scan of exactly one host is taken to be this host behind NAT, as ``compare`` does.
+    """
+
+    label: str
+    inventory: Inventory
+    addresses: tuple[str, ...] = ()
+    exact: bool = False
+
+
+def assign_inventories(run: ScanRun, sources: Sequence[SourcedInventory]
+                       ) -> list[tuple[SourcedInventory, list[Host]]]:
+    """Which scanned hosts each inventory describes (docs/audit.md, "Inside versus outside").
+
+    1. the addresses the user named (each must be a scanned host);
+    2. else the scanned hosts whose address the inventory lists (its own addresses);
+    3. else, when not *exact* and the run has exactly one host that no other inventory
+       took, that host (address translation in between);
+    4. else a :class:`UsageError` saying which option settles it.
+
+    A host claimed by two inventories is an error too. Hosts no inventory describes get
+    no comparison.
+    """
+    if not run.hosts:
+        raise UsageError("the audit has no hosts to compare the local view with")
+    by_addr = {unmap(h.address): h for h in run.hosts}
+    scanned = ", ".join(h.address for h in run.hosts[:6]) + (" ..." if len(run.hosts) > 6 else "")
+    out: list[tuple[SourcedInventory, list[Host]]] = []
+    pending: list[SourcedInventory] = []
+    for src in sources:
+        if src.addresses:
+            hosts = []
+            for a in src.addresses:
+                try:
+                    want = unmap(canonical_address(a))
+                except DataError:
+                    raise UsageError(f"{src.label}: {a!r} is not an IP address") from None
+                if want not in by_addr:
+                    raise UsageError(f"{src.label}: {a} was not scanned (scanned: {scanned})")
+                hosts.append(by_addr[want])
+            out.append((src, hosts))
+            continue
+        own = [h for h in run.hosts if src.inventory.is_local_address(h.address)]
+        if own:
+            out.append((src, own))
+        else:
+            pending.append(src)
+    taken = {id(h) for _, hs in out for h in hs}
+    for src in pending:
+        name = src.inventory.hostname or "its host"
+        if not src.exact and len(run.hosts) == 1 and id(run.hosts[0]) not in taken:
+            out.append((src, [run.hosts[0]]))
+            taken.add(id(run.hosts[0]))
+            continue
+        if src.exact:
+            hint = ("it compares the sockets of the host it was taken on with a scan of that "
+                    "host: scan one of its addresses, or name the scanned address that "
+                    "reaches it (NAT) with --address ADDR")
+        else:
+            hint = ("name the scanned address that is this host with --inventory ADDR=FILE "
+                    "(or --address ADDR when there is one inventory)")
+        raise UsageError(f"{src.label}: none of the {len(run.hosts)} scanned host(s) "
+                         f"({scanned}) is an address of {name}; {hint}")
+    seen: dict[int, str] = {}
+    for src, hosts in out:
+        for h in hosts:
+            if id(h) in seen and seen[id(h)] != src.label:
+                raise UsageError(f"{h.address} is claimed by both {seen[id(h)]} and "
+                                 f"{src.label}: give each inventory its own address "
+                                 "(--inventory ADDR=FILE)")
+            seen[id(h)] = src.label
+    return out
+
+
+def comparison_document(comparison: Comparison, source: str, lang: str) -> dict[str, Any]:
+    """:meth:`Comparison.to_dict` plus texts for readers of the audit's JSON: per entry
+    its class ``label``, ``explanation`` (why), ``hint_texts`` and the class ``advice``;
+    ``note_texts`` and where the inventory came from (``source``). ``Comparison.from_dict``
+    reads it back (the texts are ignored)."""
+    from portscope.local.advice import class_text, hint_texts, note_texts, why_text
+
+    doc = comparison.to_dict()
+    doc["source"] = source
+    doc["note_texts"] = note_texts(comparison, lang)
+    for d, e in zip(doc["entries"], comparison.entries, strict=True):
+        ct = class_text(e.exposure, lang)
+        d["label"] = ct.label
+        d["explanation"] = why_text(e, lang)
+        d["hint_texts"] = hint_texts(e, lang)
+        d["advice"] = ct.advice
+    return doc
+
+
+def merge_into_run(run: ScanRun, sources: Sequence[SourcedInventory], *,
+                   risk: RiskSource | None = None, lang: str = "en") -> ScanRun:
+    """*run* with each described host's comparison in ``Host.extra["comparison"]`` (see
+    :func:`assign_inventories` for which host; one :func:`compare` per scanned address)
+    and a summary in ``run.extra["audit"]["comparisons"]``. The audit's ``compare``
+    check turns the unexpected ports into findings."""
+    assigned = assign_inventories(run, sources)
+    docs: dict[int, dict[str, Any]] = {}
+    summary = []
+    for src, hosts in assigned:
+        # one comparison over all of the inventory's scanned addresses (a socket bound
+        # to the IPv6 address is not "not scanned" because the IPv4 one is another host),
+        # split per host: its address's entries plus the sockets no address reaches
+        whole = compare(src.inventory, run, addresses=[h.address for h in hosts],
+                        risk=risk, lang=lang)
+        for h in hosts:
+            c = replace(whole, addresses=(h.address,),
+                        translated=tuple(a for a in whole.translated if a == h.address),
+                        entries=tuple(e for e in whole.entries
+                                      if e.address is None or e.address == h.address))
+            doc = comparison_document(c, src.label, lang)
+            doc["also_compared"] = [x.address for x in hosts if x is not h]
+            docs[id(h)] = doc
+            summary.append({"address": h.address, "source": src.label,
+                            "hostname": c.hostname, "counts": c.counts()})
+    hosts_out = tuple(replace(h, extra={**h.extra, COMPARISON_EXTRA: docs[id(h)]})
+                      if id(h) in docs else h for h in run.hosts)
+    audit = dict(run.extra.get("audit") or {})
+    audit["comparisons"] = summary
+    return replace(run, hosts=hosts_out, extra={**run.extra, "audit": audit})
+
+
+def host_comparison(host: Host) -> Comparison | None:
+    """The comparison :func:`merge_into_run` left on *host* (None: none, or unreadable)."""
+    doc = host.extra.get(COMPARISON_EXTRA)
+    if not isinstance(doc, Mapping):
+        return None
+    try:
+        return Comparison.from_dict(doc)
+    except DataError:
+        return None

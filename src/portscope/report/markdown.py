@@ -22,6 +22,37 @@ def _fence(text: str) -> str:
     return f"{fence}text\n{text}\n{fence}"
 
 
+def _comparison(c: dict[str, Any], L: dict[str, str]) -> list[str]:
+    """The host's "inside vs outside" section."""
+    out = ["", f"### {L['cmp_title']}", "", c["intro"], "",
+           " · ".join(f"**{k['label']}** {k['n']}" for k in c["counts"]) or L["cmp_empty"]]
+    if c["rows"]:
+        out += ["", "| " + " | ".join(L[k] for k in ("cmp_class", "port", "cmp_inside",
+                                                      "cmp_outside", "cmp_service", "level",
+                                                      "cmp_why")) + " |",
+                "|---|---:|---|---|---|---|---|"]
+        for row in c["rows"]:
+            inside = "<br>".join(f"`{s['address']}`" + (f" {s['process']}" if s["process"]
+                                                         else "") for s in row["inside"])
+            why = "<br>".join([row["why"], *(f"▸ {t}" for t in row["hints"])])
+            if row["finding_id"]:
+                why += f"<br>({L['cmp_finding']})"
+            out.append("| " + " | ".join(_cell(v) for v in (
+                f"**{row['label']}**" if not row["informational"] else row["label"],
+                row["where"], inside or "—", row["outside"] or "—", row["service"] or "—",
+                row["level"] or "—")) + " | " + _cell(why) + " |")
+    if c["classes"]:
+        out += ["", f"#### {L['cmp_classes']}", ""]
+        for k in c["classes"]:
+            info = f" *({L['cmp_informational']})*" if k["informational"] else ""
+            out.append(f"- **{k['label']}**: {_cell(k['meaning'])}{info}<br>→ "
+                       f"{_cell(k['advice'])}")
+    notes = [*c["notes"], *([c["also"]] if c["also"] else [])]
+    if notes:
+        out += ["", f"**{L['cmp_notes']}**", ""] + [f"- {_cell(n)}" for n in notes]
+    return out
+
+
 def render_markdown(run: ScanRun, lang: str | None = None) -> str:
     r = audit_report(run, lang)
     L = r["labels"]
@@ -53,6 +84,9 @@ def render_markdown(run: ScanRun, lang: str | None = None) -> str:
         out.append(f"- **{label}**: {_cell(value)}")
     if r["policy"]:
         out.append(f"- **{L['policy_title']}**: {_cell(r['policy'])}")
+    if r["compared"]:
+        out.append(f"- **{L['cmp_overview']}**: "
+                   f"{L['cmp_overview_value'].format(n=r['compared'])}")
     for h in r["hosts"]:
         names = f" ({', '.join(h['hostnames'])})" if h["hostnames"] else ""
         out += ["", f"## {L['host']} {h['address']}{names}", ""]
@@ -75,6 +109,8 @@ def render_markdown(run: ScanRun, lang: str | None = None) -> str:
                     row["reasoning"], row["advice"])) + " |")
         if h["unconfirmed"]:
             out += ["", f"{L['unconfirmed']}: {', '.join(h['unconfirmed'])}"]
+        if h["comparison"]:
+            out += _comparison(h["comparison"], L)
         if h["findings"]:
             out += ["", f"### {L['details']}"]
             for f in h["findings"]:
