@@ -15,45 +15,18 @@ import sys
 from pathlib import Path
 
 import pytest
+from _local_target import build_local_target
 
 from portscope.local.listing import parse_listing
 from portscope.model import Comparison, Inventory
 from portscope.testing.lab import LabHost
 
-DUAL_STACK = r"""
-import socket, sys, time
-s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-s.bind(("::", 3000)); s.listen(8)
-print("READY", flush=True)
-time.sleep(3600)
-"""
 SCAN_PORTS = "1-10000"
 
 
 @pytest.fixture(scope="module")
 def target(module_lab_host: LabHost) -> LabHost:
-    h = module_lab_host
-    a4, a6 = h.addr4, h.addr6
-    h.listen(tcp=[22, 80, 3306, 1433], udp=[53], addr=["0.0.0.0", "::"])  # all (v6only)
-    h.listen_tcp([20000], addr="0.0.0.0")  # all IPv4 addresses, above the scanned range
-    h.listen_tcp([5432], addr=["127.0.0.1", "::1"])  # loopback only
-    h.listen_tcp([9000], addr="127.0.0.1")  # loopback: the DNAT target
-    h.listen_tcp([8080], addr=a4)  # one IPv4 address
-    h.listen_tcp([8443], addr=a6)  # one IPv6 address
-    dual = h.popen([sys.executable, "-c", DUAL_STACK], stdout=subprocess.PIPE, text=True)
-    assert dual.stdout is not None and dual.stdout.readline().strip() == "READY"
-    h.drop(3306)  # both families: the firewall works
-    h.reject(1433, with_="tcp-reset")  # a REJECT that looks closed
-    # port forwards: 8888 -> 127.0.0.1:9000 (IPv4), 2222 -> a4:22, [a6]:8888 -> [a6]:8443
-    h.sysctl({"net.ipv4.conf.all.route_localnet": 1, "net.ipv4.conf.eth0.route_localnet": 1})
-    h.iptables("-t", "nat", "-A", "PREROUTING", "-p", "tcp", "--dport", "8888", "-j", "DNAT",
-               "--to-destination", "127.0.0.1:9000")
-    h.iptables("-t", "nat", "-A", "PREROUTING", "-p", "tcp", "--dport", "2222", "-j", "DNAT",
-               "--to-destination", f"{a4}:22")
-    h.ip6tables("-t", "nat", "-A", "PREROUTING", "-p", "tcp", "--dport", "8888", "-j", "DNAT",
-                "--to-destination", f"[{a6}]:8443")
-    return h
+    return build_local_target(module_lab_host)
 
 
 def portscope(*args: str) -> subprocess.CompletedProcess[str]:
