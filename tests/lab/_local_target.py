@@ -12,12 +12,14 @@ import sys
 from portscope.testing.lab import LabHost
 
 DUAL_STACK = r"""
-import socket, sys, time
+import socket
 s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
 s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-s.bind(("::", 3000)); s.listen(8)
+s.bind(("::", 3000)); s.listen(64)
 print("READY", flush=True)
-time.sleep(3600)
+while True:  # accept and close: repeated scans and service probes never fill the backlog
+    c, _ = s.accept()
+    c.close()
 """
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -169,6 +170,19 @@ def test_one_machine_scanned_at_two_addresses() -> None:
     assert merged.hosts[0].extra[COMPARISON_EXTRA]["also_compared"] == [a6]
 
 
+@pytest.mark.parametrize("lang", ["en", "ja"])
+def test_namespace_inventory_is_named_in_the_report_language(lang: str) -> None:
+    ns = replace(inventory("vm"), netns="web1-ns")
+    run = audited(lang, scan(), [SourcedInventory("--netns web1-ns", ns, exact=True)])
+    host = run.hosts[0]
+    (f,) = [f for f in host.findings if f.check == "compare.unexpected"]
+    assert "web1-ns" in f.extra["i18n"]["en"]["title"] and "vm (" not in f.title
+    intro = audit_report(run)["hosts"][0]["comparison"]["intro"]
+    want = {"en": "vm (network namespace web1-ns)", "ja": "vm（ネットワーク名前空間 web1-ns）"}
+    assert want[lang] in intro and "--netns web1-ns" in intro
+    assert host.extra[COMPARISON_EXTRA]["inventory"]["netns"] == "web1-ns"
+
+
 def test_inventory_spec() -> None:
     assert split_inventory_spec("inv.json") == (None, "inv.json")
     assert split_inventory_spec("198.18.0.2=inv.json") == ("198.18.0.2", "inv.json")
@@ -243,8 +257,10 @@ def test_html_section(lang: str) -> None:
     for r in rows:  # the class label in the report's language
         label = class_text(Exposure(r.attrs["data-class"]), lang).label
         assert r.all("span", **{"class": "xc"})[0].content() == label
-    # the unexpected row links to its finding, which exists
+    # the unexpected row links to its finding, which exists, and has its level
     (unexpected,) = [r for r in rows if r.attrs["data-class"] == "unexpected"]
+    (badge,) = unexpected.all("span", **{"class": "badge"})
+    assert badge.attrs["class"] == "badge bg-medium"
     (link,) = unexpected.all("a")
     anchors = {a.attrs["id"] for a in doc.all("article")}
     assert link.attrs["href"].removeprefix("#") in anchors

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from portscope.checks.base import Context
 from portscope.local.advice import hint_texts
-from portscope.local.compare import host_comparison
+from portscope.local.compare import host_comparison, host_name
 from portscope.model import (
     ComparedPort,
     Comparison,
@@ -72,7 +72,7 @@ def check(ctx: Context, host: Host) -> Iterable[Finding | None]:
         p = _port(host, e)
         yield ctx.finding(
             "compare.unexpected", host, p,
-            params={"hostname": c.hostname or host.address},
+            params={"hostname": host_name(host)},
             evidence=evidence(c, e, host),
             extra={"comparison": {"class": e.exposure.value, "why": e.why,
                                   "hints": list(e.hints)}})

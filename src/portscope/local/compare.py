@@ -378,15 +378,21 @@ def assign_inventories(run: ScanRun, sources: Sequence[SourcedInventory]
     return out
 
 
-def comparison_document(comparison: Comparison, source: str, lang: str) -> dict[str, Any]:
+def comparison_document(comparison: Comparison, source: str, lang: str,
+                        inventory: Inventory | None = None) -> dict[str, Any]:
     """:meth:`Comparison.to_dict` plus texts for readers of the audit's JSON: per entry
     its class ``label``, ``explanation`` (why), ``hint_texts`` and the class ``advice``;
-    ``note_texts`` and where the inventory came from (``source``). ``Comparison.from_dict``
-    reads it back (the texts are ignored)."""
+    ``note_texts``, where the inventory came from (``source``) and what it was
+    (``inventory``: hostname, netns, collector, process detail). ``Comparison.from_dict``
+    reads it back (the additions are ignored)."""
     from portscope.local.advice import class_text, hint_texts, note_texts, why_text
 
     doc = comparison.to_dict()
     doc["source"] = source
+    if inventory is not None:
+        doc["inventory"] = {"hostname": inventory.hostname, "netns": inventory.netns,
+                            "collector": inventory.collector,
+                            "process_detail": inventory.process_detail}
     doc["note_texts"] = note_texts(comparison, lang)
     for d, e in zip(doc["entries"], comparison.entries, strict=True):
         ct = class_text(e.exposure, lang)
@@ -417,7 +423,7 @@ def merge_into_run(run: ScanRun, sources: Sequence[SourcedInventory], *,
                         translated=tuple(a for a in whole.translated if a == h.address),
                         entries=tuple(e for e in whole.entries
                                       if e.address is None or e.address == h.address))
-            doc = comparison_document(c, src.label, lang)
+            doc = comparison_document(c, src.label, lang, src.inventory)
             doc["also_compared"] = [x.address for x in hosts if x is not h]
             docs[id(h)] = doc
             summary.append({"address": h.address, "source": src.label,
@@ -427,6 +433,26 @@ def merge_into_run(run: ScanRun, sources: Sequence[SourcedInventory], *,
     audit = dict(run.extra.get("audit") or {})
     audit["comparisons"] = summary
     return replace(run, hosts=hosts_out, extra={**run.extra, "audit": audit})
+
+
+def host_name(host: Host, lang: str | None = None) -> str:
+    """The compared host's name: the inventory's hostname, with its network namespace in
+    *lang* (``en``/``ja``); with *lang* None the bare name that is the same in every
+    language (the namespace's name when there is one, else the hostname)."""
+    doc = host.extra.get(COMPARISON_EXTRA)
+    inv = doc.get("inventory") if isinstance(doc, Mapping) else None
+    if not isinstance(inv, Mapping):
+        return str(doc.get("hostname") or host.address) if isinstance(doc, Mapping) \
+            else host.address
+    name, netns = str(inv.get("hostname") or ""), inv.get("netns")
+    if not netns:
+        return name or host.address
+    if lang is None:
+        return str(netns)
+    if lang == "ja":
+        where = f"ネットワーク名前空間 {netns}"
+        return f"{name}（{where}）" if name else where
+    return f"{name} (network namespace {netns})" if name else f"network namespace {netns}"
 
 
 def host_comparison(host: Host) -> Comparison | None:

@@ -351,7 +351,7 @@ def _listener(sock: ListeningSocket) -> dict[str, str]:
 def comparison_view(host: Host, lang: str) -> dict[str, Any] | None:
     """The host's "inside vs outside" section (None: no comparison on the host)."""
     from portscope.local import advice
-    from portscope.local.compare import COMPARISON_EXTRA, host_comparison
+    from portscope.local.compare import COMPARISON_EXTRA, host_comparison, host_name
 
     c = host_comparison(host)
     if c is None:
@@ -359,8 +359,9 @@ def comparison_view(host: Host, lang: str) -> dict[str, Any] | None:
     doc = host.extra.get(COMPARISON_EXTRA)
     assert isinstance(doc, Mapping)
     labels = LABELS[lang]
-    finding_of = {(f.protocol.value, f.port): f.id for f in host.findings
+    finding_of = {(f.protocol.value, f.port): f for f in host.findings
                   if f.check == "compare.unexpected" and f.protocol is not None}
+    name = printable(host_name(host, lang))
     rows = []
     for e in c.entries:
         ct = advice.class_text(e.exposure, lang)
@@ -368,6 +369,11 @@ def comparison_view(host: Host, lang: str) -> dict[str, Any] | None:
         if e.outside_state is not None:
             outside = e.outside_state.value + (f" ({printable(e.outside_reason)})"
                                                if e.outside_reason else "")
+        finding = finding_of.get(e.key) if e.exposure is Exposure.UNEXPECTED else None
+        # the level: the audit's finding where there is one, else the knowledge base's
+        # rating of the service
+        level = finding.severity if finding is not None else (e.risk.severity if e.risk
+                                                              else None)
         rows.append({
             "class": e.exposure.value,
             "label": ct.label,
@@ -378,22 +384,22 @@ def comparison_view(host: Host, lang: str) -> dict[str, Any] | None:
             "inside": [_listener(sock) for sock in e.sockets],
             "outside": outside,
             "service": printable(e.service or ""),
-            "severity": e.risk.severity.value if e.risk else "",
-            "level": severity_label(e.risk.severity, lang) if e.risk else "",
+            "severity": level.value if level else "",
+            "level": severity_label(level, lang) if level else "",
             "why": advice.why_text(e, lang),
             "hints": advice.hint_texts(e, lang),
             "informational": e.exposure in _INFORMATIONAL,
-            "finding_id": finding_of.get(e.key) if e.exposure is Exposure.UNEXPECTED else None,
+            "finding_id": finding.id if finding is not None else None,
         })
     present = sorted({e.exposure for e in c.entries}, key=lambda x: x.rank)
     counts = c.counts()
     also = [str(a) for a in doc.get("also_compared") or ()]
     return {
         "source": printable(str(doc.get("source") or "")),
-        "hostname": printable(c.hostname or host.address),
+        "hostname": name,
         "taken": _fmt_time(c.inventory_taken),
         "intro": labels["cmp_intro"].format(
-            hostname=printable(c.hostname or host.address),
+            hostname=name,
             source=printable(str(doc.get("source") or "?")),
             taken=_fmt_time(c.inventory_taken), address=host.address,
             vantage=printable(c.vantage or "?")),
