@@ -34,8 +34,24 @@ from portscope.engine.rawsock import (
 from portscope.engine.timing import RateController, RttEstimator, Timing, TokenBucket
 from portscope.errors import PermissionProblem
 from portscope.packets import ether
-from portscope.packets.netlink import Route, RouteError, decode_route, route_request
-from portscope.probes.ping import Link, NeighborPath, neighbor_path, neighbor_reason
+from portscope.packets.netlink import (
+    AF_INET,
+    AF_INET6,
+    Route,
+    RouteError,
+    decode_dump,
+    decode_route,
+    dump_request,
+    route_request,
+)
+from portscope.probes.ping import (
+    Link,
+    NeighborPath,
+    OnlinkFilter,
+    connected_networks,
+    neighbor_path,
+    neighbor_reason,
+)
 
 SYS_NET = Path("/sys/class/net")
 
@@ -107,6 +123,22 @@ class RouteLookup:
             return None
         return None
 
+    def dump(self) -> list[Route]:
+        """Every route of every table, both families (``ip route show table all``)."""
+        routes: list[Route] = []
+        for family in (AF_INET, AF_INET6):
+            self._seq += 1
+            try:
+                self.sock.send(dump_request(family, self._seq))
+                for _ in range(100000):
+                    got, done = decode_dump(self.sock.recv(1 << 20))
+                    routes += got
+                    if done:
+                        break
+            except OSError:
+                continue
+        return routes
+
     def close(self) -> None:
         self.sock.close()
 
@@ -140,7 +172,14 @@ def plan(
     onlink: dict[str, NeighborPath] = {}
     offlink: list[str] = []
     try:
+        # only addresses under a connected route can be on-link: the others (a sweep
+        # behind a gateway) need no lookup of their own
+        nets = (OnlinkFilter(connected_networks(look.dump()))
+                if isinstance(look, RouteLookup) else None)
         for addr in addresses:
+            if nets is not None and not nets(addr):
+                offlink.append(addr)
+                continue
             route = look(addr)
             link = None
             if isinstance(route, Route) and route.oif is not None:
@@ -242,7 +281,8 @@ class NeighborDiscovery:
     paths: Mapping[str, NeighborPath]
     timing: Timing
     level: int = 3
-    rounds: int = 3
+    rounds: int = 2  # nmap asks twice
+    max_wait: float = 0.75  # seconds after a round at most (ARP answers come in microseconds)
     clock: Callable[[], float] = time.monotonic
     stats: EngineStats = field(default_factory=EngineStats)
     socket_factory: Callable[[str, str], LinkSocket] = LinkSocket
@@ -344,7 +384,7 @@ class NeighborDiscovery:
                 if rate.tick(clock()):
                     bucket.rate = rate.rate
                 drain_all()
-            deadline = clock() + max(rtt.timeout(), 0.05) * (1.5 if round_no else 1.0)
+            deadline = clock() + min(max(rtt.timeout(), 0.05), self.max_wait)
             todo = [a for a in todo if a not in self.answers]
             while todo and clock() < deadline and not self._stop:
                 for fd, _ev in poller.poll(10):

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from portscope.packets.csum import pack_address, unpack_address
 
 NLMSG_ERROR = 2
+NLMSG_DONE = 3
 RTM_NEWROUTE = 24
 RTM_GETROUTE = 26
 NLM_F_REQUEST = 0x1
+NLM_F_DUMP = 0x300
 AF_INET = 2
 AF_INET6 = 10
 RTA_DST = 1
@@ -44,6 +46,8 @@ class Route:
     gateway: str | None
     prefsrc: str | None
     table: int = 0
+    dst: str | None = None  # the destination (prefix of *dst_len* bits in a dump)
+    dst_len: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,30 +100,72 @@ def decode_route(
             return RouteError(err) if err else None
         if kind != RTM_NEWROUTE or len(body) < _RTMSG.size:
             continue
-        family, *_x, table, _proto, _scope, rtype, _rflags = _RTMSG.unpack_from(body)
-        alen = 16 if family == AF_INET6 else 4 if family == AF_INET else 0
-        if not alen:
-            return None
-        oif = gateway = prefsrc = None
-        apos = _RTMSG.size
-        while apos + _RTA.size <= len(body):
-            rlen, rtype_attr = _RTA.unpack_from(body, apos)
-            if rlen < _RTA.size or apos + rlen > len(body):
-                break
-            value = body[apos + _RTA.size : apos + rlen]
-            if rtype_attr == RTA_OIF and len(value) == 4:
-                oif = struct.unpack("=I", value)[0]
-            elif rtype_attr == RTA_GATEWAY and len(value) == alen:
-                gateway = unpack_address(value)
-            elif rtype_attr == RTA_VIA and len(value) >= 2:
-                gateway = "via"  # a next hop of another family (RFC 5549): not on-link
-            elif rtype_attr == RTA_PREFSRC and len(value) == alen:
-                prefsrc = unpack_address(value)
-            elif rtype_attr == RTA_TABLE and len(value) == 4:
-                table = struct.unpack("=I", value)[0]
-            apos += _align(rlen)
-        return Route(rtype, oif, gateway, prefsrc, table)
+        return _route_body(body)
     return None
+
+
+def _route_body(body: bytes) -> Route | None:
+    family, dst_len, _src_len, _tos, table, _proto, _scope, rtype, _flags = _RTMSG.unpack_from(
+        body
+    )
+    alen = 16 if family == AF_INET6 else 4 if family == AF_INET else 0
+    if not alen:
+        return None
+    oif = gateway = prefsrc = dst = None
+    apos = _RTMSG.size
+    while apos + _RTA.size <= len(body):
+        rlen, kind = _RTA.unpack_from(body, apos)
+        if rlen < _RTA.size or apos + rlen > len(body):
+            break
+        value = body[apos + _RTA.size : apos + rlen]
+        if kind == RTA_OIF and len(value) == 4:
+            oif = struct.unpack("=I", value)[0]
+        elif kind == RTA_GATEWAY and len(value) == alen:
+            gateway = unpack_address(value)
+        elif kind == RTA_VIA and len(value) >= 2:
+            gateway = "via"  # a next hop of another family (RFC 5549): not on-link
+        elif kind == RTA_PREFSRC and len(value) == alen:
+            prefsrc = unpack_address(value)
+        elif kind == RTA_DST and len(value) == alen:
+            dst = unpack_address(value)
+        elif kind == RTA_TABLE and len(value) == 4:
+            table = struct.unpack("=I", value)[0]
+        apos += _align(rlen)
+    if dst is None and dst_len == 0:
+        dst = "::" if family == AF_INET6 else "0.0.0.0"  # a default route
+    return Route(rtype, oif, gateway, prefsrc, table, dst, dst_len)
+
+
+def dump_request(family: int, seq: int) -> bytes:
+    """RTM_GETROUTE with NLM_F_DUMP: every route of *family* (AF_INET/AF_INET6), all
+    tables, as ``ip route show table all`` asks."""
+    body = _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
+    return (
+        _NLMSGHDR.pack(_NLMSGHDR.size + len(body), RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP,
+                       seq & 0xFFFFFFFF, 0)
+        + body
+    )
+
+
+def decode_dump(data: bytes | bytearray | memoryview) -> tuple[list[Route], bool]:
+    """The routes in one datagram of a dump, and whether the dump is over (NLMSG_DONE or
+    an error)."""
+    data = bytes(data)
+    routes: list[Route] = []
+    pos = 0
+    while pos + _NLMSGHDR.size <= len(data):
+        length, kind, _flags, _seq, _pid = _NLMSGHDR.unpack_from(data, pos)
+        if length < _NLMSGHDR.size or pos + length > len(data):
+            return routes, True
+        body = data[pos + _NLMSGHDR.size : pos + length]
+        pos += _align(length)
+        if kind in (NLMSG_DONE, NLMSG_ERROR):
+            return routes, True
+        if kind == RTM_NEWROUTE and len(body) >= _RTMSG.size:
+            route = _route_body(body)
+            if route is not None:
+                routes.append(route)
+    return routes, False
 
 
 def route_reply(route: Route, seq: int, *, family: int = AF_INET) -> bytes:
@@ -133,5 +179,8 @@ def route_reply(route: Route, seq: int, *, family: int = AF_INET) -> bytes:
         attrs += _attr(RTA_PREFSRC, pack_address(route.prefsrc))
     attrs += _attr(RTA_TABLE, struct.pack("=I", route.table))
     alen = 128 if family == AF_INET6 else 32
+    if route.dst is not None:
+        attrs += _attr(RTA_DST, pack_address(route.dst))
+        alen = route.dst_len
     body = _RTMSG.pack(family, alen, 0, 0, min(route.table, 255), 0, 0, route.type, 0) + attrs
     return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), RTM_NEWROUTE, 0, seq, 0) + body

@@ -9,6 +9,8 @@ kernel's route and the interface whether a target is on-link."""
 from __future__ import annotations
 
 import ipaddress
+import socket
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from portscope.model import Reason
@@ -21,6 +23,8 @@ from portscope.packets.fast import (
 )
 from portscope.packets.netlink import RTN_UNICAST, Route, RouteError
 from portscope.probes._icmp import icmp_reason
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 ECHO = "echo"
 SYN_443 = "syn443"
@@ -116,3 +120,44 @@ def neighbor_path(address: str, route: Route | RouteError | None,
 def neighbor_reason(kind: str) -> str:
     """nmap's reason for a host found up by ARP or ND."""
     return Reason.ARP_RESPONSE if kind == "arp" else Reason.ND_RESPONSE
+
+
+def connected_networks(routes: Iterable[Route]) -> list[IPNetwork]:
+    """The prefixes of the directly connected unicast routes in a route dump (no gateway;
+    a device-only default route is ``0.0.0.0/0`` or ``::/0``). Only addresses inside one of them
+    can be on-link, so only those need an exact route lookup."""
+    nets: list[IPNetwork] = []
+    for r in routes:
+        if r.type != RTN_UNICAST or r.gateway is not None or r.oif is None:
+            continue
+        if r.dst is None:
+            continue
+        try:
+            nets.append(ipaddress.ip_network(f"{r.dst}/{r.dst_len}", strict=False))
+        except ValueError:
+            continue
+    return nets
+
+
+def maybe_onlink(address: str, networks: Sequence[IPNetwork]) -> bool:
+    """Is *address* inside one of *networks* (see :func:`connected_networks`)?"""
+    return OnlinkFilter(networks)(address)
+
+
+class OnlinkFilter:
+    """:func:`maybe_onlink` for many addresses (integer masks, no ipaddress objects)."""
+
+    def __init__(self, networks: Sequence[IPNetwork]) -> None:
+        self._nets: dict[int, list[tuple[int, int]]] = {4: [], 16: []}
+        for n in networks:
+            self._nets[4 if n.version == 4 else 16].append(
+                (int(n.network_address), int(n.netmask)))
+
+    def __call__(self, address: str) -> bool:
+        try:  # inet_pton: a pure parser, much faster than ipaddress
+            packed = socket.inet_pton(socket.AF_INET6 if ":" in address else socket.AF_INET,
+                                      address)
+        except (OSError, ValueError):
+            return False
+        value = int.from_bytes(packed, "big")
+        return any(value & mask == net for net, mask in self._nets[len(packed)])
