@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from portscope.engine.connect import EngineStats
-from portscope.engine.neighbor import NeighborDiscovery
+from portscope.engine.neighbor import LinkSocket, NeighborDiscovery
 from portscope.engine.rawsock import RawIO
 from portscope.engine.timing import RateController, RttEstimator, Timing, TokenBucket
 from portscope.packets import icmp as icmpmod
@@ -192,6 +192,7 @@ class HostDiscovery:
     clock: Callable[[], float] = time.monotonic
     stats: EngineStats = field(default_factory=EngineStats)
     planner: Callable[[list[str]], tuple[dict[str, NeighborPath], list[str]]] | None = None
+    link_factory: Callable[[str, str], LinkSocket] = LinkSocket  # (ifname, "arp"|"nd")
 
     def __post_init__(self) -> None:
         self._stop = False
@@ -215,7 +216,8 @@ class HostDiscovery:
             self.onlink, offlink = (self.planner or plan)(targets)
         if self.onlink and not self._stop:
             nd = NeighborDiscovery(self.onlink, self.timing, self.level,
-                                   rounds=1 + min(self.timing.max_retries, 1), clock=self.clock)
+                                   rounds=1 + min(self.timing.max_retries, 1), clock=self.clock,
+                                   socket_factory=self.link_factory)
             self._current = nd
             for addr, a in nd.run().items():
                 answers[addr] = HostAnswer(a.reason, a.rtt, 0, a.mac)
