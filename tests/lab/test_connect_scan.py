@@ -78,14 +78,14 @@ def test_full_connect_scan_is_exact(target: LabHost, tmp_path: Path, family: str
 
 
 def test_discovery_and_outputs(target: LabHost, tmp_path: Path) -> None:
-    """Without -Pn the host is found by discovery (raw probes as root, connect probes
-    otherwise); XML and JSONL are written."""
+    """Without -Pn the host is found by discovery (ARP on the lab link as root, connect
+    probes otherwise); XML and JSONL are written."""
     xml = tmp_path / "scan.xml"
     jsonl = tmp_path / "scan.jsonl"
     run = run_cli("-p", "1-1024", target.addr4, "-oX", str(xml), "--jsonl", str(jsonl),
                   tmp=tmp_path)
     assert run.hosts[0].reason in ("syn-ack", "conn-refused", "reset", "echo-reply",
-                                   "timestamp-reply")
+                                   "timestamp-reply", "arp-response")
     opened = [p for p, (s, _) in states(run).items() if s is PortState.OPEN]
     assert opened == [p for p in open_ports() if p <= 1024]
     assert xml.read_text().startswith("<?xml")

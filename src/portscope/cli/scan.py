@@ -67,6 +67,12 @@ def scan_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("-A", "aggressive", is_flag=True, help="the same as -sV -O"),
         click.option("-Pn", "skip_discovery", is_flag=True,
                      help="treat all hosts as up: skip host discovery"),
+        click.option("--disable-arp-ping", "disable_arp_ping", is_flag=True,
+                     help="no ARP/ND discovery of hosts on a local link (default when root: "
+                          "ARP/ND there, IP probes elsewhere)"),
+        click.option("--send-ip", "send_ip", is_flag=True,
+                     help="discover local-link hosts with IP probes too (implies "
+                          "--disable-arp-ping)"),
         click.option("-T", "timing_level", type=int, default=3, show_default=True,
                      metavar="0-5", help="timing template (0 paranoid ... 5 insane)"),
         click.option("--min-rate", type=float, metavar="PPS", help="send at least this rate"),
@@ -193,6 +199,7 @@ def prepare(kw: dict[str, Any], *, argv: list[str] | None = None) -> PreparedSca
         state_file=kw.get("state_file"), resume_file=kw.get("resume_file"),
         services=service_options(kw, enabled=versions or bool(kw.get("aggressive"))),
         os_detection=bool(kw.get("os_detection") or kw.get("aggressive")),
+        arp_ping=not (kw.get("disable_arp_ping") or kw.get("send_ip")),
     )
     return PreparedScan(targets, options)
 

@@ -1,6 +1,13 @@
-"""Raw host discovery: ICMP echo, SYN to 443, ACK to 80 and ICMP timestamp to every
-target (nmap's privileged default), any validated answer from the target marks it up.
-Unanswered hosts are asked again (two rounds at most) before being reported down."""
+"""Raw host discovery, nmap's privileged default.
+
+Targets on a directly connected Ethernet link are asked by ARP (IPv4) or Neighbor
+Discovery (IPv6) (:mod:`portscope.engine.neighbor`, ``-PR``): an answer marks them up with
+reason ``arp-response``/``nd-response`` and gives their MAC address; silence marks them
+down (a firewall can drop IP probes but not ARP). ``--disable-arp-ping`` turns that off.
+
+Every other target gets ICMP echo, SYN to 443, ACK to 80 and ICMP timestamp
+(:class:`RawDiscovery`); any validated answer from the target marks it up. Unanswered
+hosts are asked again (two rounds at most) before being reported down."""
 
 from __future__ import annotations
 
@@ -12,6 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from portscope.engine.connect import EngineStats
+from portscope.engine.neighbor import LinkSocket, NeighborDiscovery
 from portscope.engine.rawsock import RawIO
 from portscope.engine.timing import RateController, RttEstimator, Timing, TokenBucket
 from portscope.packets import icmp as icmpmod
@@ -26,6 +34,7 @@ from portscope.packets.fast import (
     parse_reply,
 )
 from portscope.probes import ping
+from portscope.probes.ping import NeighborPath
 
 
 @dataclass
@@ -33,6 +42,7 @@ class HostAnswer:
     reason: str
     rtt: float
     ttl: int
+    mac: str | None = None
 
 
 @dataclass
@@ -164,3 +174,66 @@ class RawDiscovery:
             io.close()
             self.stats.finished = clock()
         return self.answers
+
+
+@dataclass
+class HostDiscovery:
+    """The whole privileged discovery: ARP/ND for on-link targets (unless *arp* is False),
+    the IP probes of :class:`RawDiscovery` for the others (unless *ip_probes* is False:
+    ``-Pn``, where nmap still asks ARP/ND and only the off-link targets are taken as up).
+    ``run()`` returns the answers (address -> :class:`HostAnswer`); the targets missing
+    from it and not in ``offlink`` are down."""
+
+    addresses: Iterable[str]
+    timing: Timing
+    level: int = 3
+    arp: bool = True
+    ip_probes: bool = True  # False (-Pn): only ARP/ND; off-link targets stay undecided
+    clock: Callable[[], float] = time.monotonic
+    stats: EngineStats = field(default_factory=EngineStats)
+    planner: Callable[[list[str]], tuple[dict[str, NeighborPath], list[str]]] | None = None
+    link_factory: Callable[[str, str], LinkSocket] = LinkSocket  # (ifname, "arp"|"nd")
+
+    def __post_init__(self) -> None:
+        self._stop = False
+        self._current: RawDiscovery | NeighborDiscovery | None = None
+        self.onlink: dict[str, NeighborPath] = {}
+        self.offlink: list[str] = []  # the targets ARP/ND did not decide
+
+    def stop(self) -> None:
+        self._stop = True
+        if self._current is not None:
+            self._current.stop()
+
+    def run(self) -> dict[str, HostAnswer]:
+        targets = list(self.addresses)
+        answers: dict[str, HostAnswer] = {}
+        offlink = targets
+        self.stats.started = self.clock()
+        if self.arp and targets:
+            from portscope.engine.neighbor import plan
+
+            self.onlink, offlink = (self.planner or plan)(targets)
+        if self.onlink and not self._stop:
+            nd = NeighborDiscovery(self.onlink, self.timing, self.level,
+                                   rounds=1 + min(self.timing.max_retries, 1), clock=self.clock,
+                                   socket_factory=self.link_factory)
+            self._current = nd
+            for addr, a in nd.run().items():
+                answers[addr] = HostAnswer(a.reason, a.rtt, 0, a.mac)
+            self._add(nd.stats)
+            offlink = offlink + nd.unreachable  # no link socket: fall back to IP probes
+        self.offlink = offlink
+        if offlink and self.ip_probes and not self._stop:
+            raw = RawDiscovery(offlink, self.timing, self.level, clock=self.clock)
+            self._current = raw
+            answers.update(raw.run())
+            self._add(raw.stats)
+        self._current = None
+        self.stats.finished = self.clock()
+        return answers
+
+    def _add(self, s: EngineStats) -> None:
+        self.stats.probes_sent += s.probes_sent
+        self.stats.replies += s.replies
+        self.stats.retransmissions += s.retransmissions

@@ -120,6 +120,7 @@ class ScanOptions:
     resume_file: str | None = None  # continue the scan saved in this state file
     services: ServiceOptions | None = None  # -sV: service and version detection
     os_detection: bool = False  # -O: OS fingerprinting (raw packets)
+    arp_ping: bool = True  # on-link targets: ARP/ND discovery (off: --disable-arp-ping)
 
 
 @dataclass
@@ -165,6 +166,7 @@ class Scanner:
         self._ports: dict[str, list[PortResult]] = {}
         self._status: dict[str, tuple[HostStatus, str]] = {}
         self._rtt: dict[str, float] = {}
+        self._mac: dict[str, str] = {}
         self.seed = self.options.seed if self.options.seed is not None else secrets.randbits(32)
         self.stats = Stats()
         started = utcnow()
@@ -237,11 +239,14 @@ class Scanner:
         live: list[str] = []
         probe_targets: list[str] = []
         known = self.resume.live if self.resume is not None else {}
+        # -Pn: like nmap, on-link targets are still asked by ARP/ND (a host that does not
+        # answer ARP cannot be reached at all); the others are taken as up
+        arp_under_pn = self.raw_ok and opts.arp_ping
         for addr in self.targets:
             if addr in known:  # up in the run being resumed
                 self._status[addr] = (HostStatus.UP, known[addr])
                 live.append(addr)
-            elif opts.skip_discovery:
+            elif opts.skip_discovery and (not arp_under_pn or is_loopback(addr)):
                 self._status[addr] = (HostStatus.UP, Reason.USER_SET)
                 live.append(addr)
             elif is_loopback(addr):
@@ -252,7 +257,7 @@ class Scanner:
         if not probe_targets or self._stopped:
             return live
         if self.raw_ok:
-            return live + self._discover_raw(probe_targets)
+            return live + self._discover_raw(probe_targets, ip_probes=not opts.skip_discovery)
         answered: dict[str, str] = {}
 
         def cb(address: str, result: PortResult) -> None:
@@ -279,23 +284,31 @@ class Scanner:
                 self._status[addr] = (HostStatus.DOWN, Reason.NO_RESPONSE)
         return live
 
-    def _discover_raw(self, addresses: list[str]) -> list[str]:
-        """Privileged discovery: ICMP echo, SYN 443, ACK 80, ICMP timestamp."""
-        from portscope.engine.discovery import RawDiscovery
+    def _discover_raw(self, addresses: list[str], *, ip_probes: bool = True) -> list[str]:
+        """Privileged discovery: ARP/ND on a local link, else ICMP echo, SYN 443, ACK 80,
+        ICMP timestamp (or, without *ip_probes* (-Pn), up without asking)."""
+        from portscope.engine.discovery import HostDiscovery
 
         if self.on_phase:
             self.on_phase("discovery", len(addresses))
-        disc = RawDiscovery(addresses, self.options.timing,
-                            level=template_level(self.options.timing))
+        disc = HostDiscovery(addresses, self.options.timing,
+                             level=template_level(self.options.timing),
+                             arp=self.options.arp_ping, ip_probes=ip_probes)
         self._engine = disc  # type: ignore[assignment]
         answers = disc.run()
         self._add_stats(disc.stats)
         live = []
+        undecided = set(disc.offlink) if not ip_probes else set()
         for addr in addresses:
             ans = answers.get(addr)
-            if ans is not None:
+            if addr in undecided:
+                self._status[addr] = (HostStatus.UP, Reason.USER_SET)
+                live.append(addr)
+            elif ans is not None:
                 self._status[addr] = (HostStatus.UP, ans.reason)
                 self._rtt[addr] = ans.rtt
+                if ans.mac:
+                    self._mac[addr] = ans.mac
                 live.append(addr)
             else:
                 self._status[addr] = (HostStatus.DOWN, Reason.NO_RESPONSE)
@@ -478,6 +491,7 @@ class Scanner:
                 ports=tuple(ports),
                 rtt_ms=round(rtt * 1000, 3) if rtt is not None else None,
                 os=self._os.get(addr),
+                mac=self._mac.get(addr),
             )
             hosts.append(host)
         hosts.sort(key=lambda h: address_key(h.address))

@@ -1,5 +1,7 @@
 """Ethernet II, ARP (RFC 826) and IPv6 neighbour discovery (RFC 4861) for on-link
-host discovery."""
+host discovery (nmap's ``-PR``): field codecs, whole request frames as the engine sends
+them (:func:`arp_request_frame`, :func:`neighbor_solicit_frame`) and one-call parsing of
+what comes back (:func:`parse_neighbor_frame`)."""
 
 from __future__ import annotations
 
@@ -7,8 +9,13 @@ import ipaddress
 import struct
 from dataclasses import dataclass
 
-from portscope.packets.csum import pack_address, unpack_address
-from portscope.packets.icmp import V6_NEIGHBOR_ADVERT, V6_NEIGHBOR_SOLICIT, ICMPv6
+from portscope.packets.csum import checksum, pack_address, pseudo_header_sum, unpack_address
+from portscope.packets.icmp import (
+    V6_NEIGHBOR_ADVERT,
+    V6_NEIGHBOR_SOLICIT,
+    ICMPv6,
+    decode_icmpv6,
+)
 
 ETH_P_IP = 0x0800
 ETH_P_ARP = 0x0806
@@ -122,3 +129,76 @@ def decode_neighbor_advert(msg: ICMPv6) -> NeighborAdvert | None:
         i += length
     return NeighborAdvert(unpack_address(msg.body[:16]), bool(flags & 0x80),
                           bool(flags & 0x40), bool(flags & 0x20), mac)
+
+
+def neighbor_advert(target: str, target_mac: str | None, *, router: bool = False,
+                    solicited: bool = True, override: bool = True) -> ICMPv6:
+    """A Neighbor Advertisement for *target* (with a target link-layer address option when
+    *target_mac* is given)."""
+    flags = (0x80 if router else 0) | (0x40 if solicited else 0) | (0x20 if override else 0)
+    body = pack_address(target)
+    if target_mac is not None:
+        body += bytes((ND_OPT_TARGET_LL, 1)) + mac_bytes(target_mac)
+    return ICMPv6(V6_NEIGHBOR_ADVERT, 0, bytes((flags, 0, 0, 0)), body)
+
+
+# -- whole frames, as the on-link discovery engine sends and receives them ----------------
+
+ND_HOP_LIMIT = 255  # RFC 4861: ND messages are sent and accepted only with hop limit 255
+_V6_HEAD = struct.Struct("!IHBB16s16s")
+
+
+def arp_request_frame(src_mac: str, src_ip: str, target_ip: str) -> bytes:
+    """Ethernet broadcast frame carrying an ARP who-has *target_ip* (42 bytes; the driver
+    pads it to the Ethernet minimum)."""
+    return Ethernet(BROADCAST, src_mac, ETH_P_ARP,
+                    arp_request(src_mac, src_ip, target_ip).encode()).encode()
+
+
+def neighbor_solicit_frame(src_mac: str, src_ip: str, target: str) -> bytes:
+    """Ethernet frame carrying an ICMPv6 Neighbor Solicitation for *target*, sent from
+    *src_ip* to the target's solicited-node multicast group with hop limit 255."""
+    group = solicited_node(target)
+    msg = neighbor_solicit(target, src_mac).encode(src_ip, group)
+    head = _V6_HEAD.pack(6 << 28, len(msg), 58, ND_HOP_LIMIT, pack_address(src_ip),
+                         pack_address(group))
+    return Ethernet(multicast_mac(group), src_mac, ETH_P_IPV6, head + msg).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class NeighborReply:
+    """What an on-link host said about itself: *address* is at *mac*."""
+
+    kind: str  # "arp" or "nd"
+    address: str
+    mac: str
+
+
+def parse_neighbor_frame(frame: bytes | bytearray | memoryview) -> NeighborReply | None:
+    """An ARP reply or a Neighbor Advertisement in an Ethernet frame, else None.
+
+    ARP: opcode 2, Ethernet/IPv4; the answer is the sender's (IP, MAC). ND: an ICMPv6 type
+    136 with hop limit 255 and a correct checksum; the answer is the advertised target with
+    its target link-layer address option (the frame's source MAC when the option is
+    missing). Anything else, or anything malformed, is None."""
+    eth = decode_ethernet(frame)
+    if eth is None:
+        return None
+    if eth.ethertype == ETH_P_ARP:
+        arp = decode_arp(eth.payload)
+        if arp is None or arp.op != ARP_REPLY:
+            return None
+        return NeighborReply("arp", arp.sender_ip, arp.sender_mac)
+    if eth.ethertype != ETH_P_IPV6 or len(eth.payload) < 40 + 24:
+        return None
+    first, plen, nxt, hops, src, dst = _V6_HEAD.unpack_from(eth.payload)
+    if first >> 28 != 6 or nxt != 58 or hops != ND_HOP_LIMIT or 40 + plen > len(eth.payload):
+        return None
+    body = eth.payload[40:40 + plen]
+    if checksum(body, pseudo_header_sum(src, dst, 58, len(body))) != 0:
+        return None
+    msg = decode_icmpv6(body)
+    adv = decode_neighbor_advert(msg) if msg is not None else None
+    if adv is None:
+        return None
+    return NeighborReply("nd", adv.target, adv.target_mac or eth.src)

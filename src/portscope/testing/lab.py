@@ -952,6 +952,22 @@ class LabHost:
         self.local_routes.append(net)
         return net
 
+    def add_onlink_block(self, prefixlen: int | None = None, *, version: int = 4) -> IPNetwork:
+        """A free block routed straight onto this host's link from the root namespace
+        (``ip route add NET dev <veth>``, no gateway, nothing inside): its addresses are
+        on-link for a scanner here but nobody owns them, like the empty addresses of a
+        LAN, so ARP/ND for them goes unanswered. IPv4 /30 or IPv6 /64 by default; the
+        route goes away with the host's veth."""
+        ip = _tool("ip")
+        size = prefixlen if prefixlen is not None else (30 if version == 4 else 64)
+        with machine_lock():
+            net = allocate_block(size, _configured_lab_networks(), version=version)
+            check_lab_network(net)
+            fam = "-4" if net.version == 4 else "-6"
+            _run([ip, fam, "route", "add", str(net), "dev", self.veth])
+        self.local_routes.append(net)
+        return net
+
 
 def _optional_ports(ports: PortsArg) -> list[int]:
     if isinstance(ports, int | str):
