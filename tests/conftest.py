@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,6 +142,34 @@ def _private_store(tmp_path_factory: pytest.TempPathFactory,
     ``portscope scan`` stores by default and must never write into the user's data dir."""
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg")))
     monkeypatch.delenv("PORTSCOPE_DB", raising=False)
+
+
+# --- scapy is an oracle only -------------------------------------------------------------
+
+
+def _no_neighbor_lookup(*args: object, **kwargs: object) -> str:
+    raise AssertionError(
+        "scapy tried to resolve a MAC address (it would send ARP/ND on this machine's real "
+        "network): give every Ether() an explicit dst in tests")
+
+
+@pytest.fixture(autouse=True)
+def _scapy_never_sends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """scapy builds and parses packets for the tests; it must never put one on the wire.
+    An ``Ether()`` without ``dst`` makes it resolve the MAC with ARP/ND on the real link."""
+    config = sys.modules.get("scapy.config")
+    neighbor = getattr(getattr(config, "conf", None), "neighbor", None)
+    if neighbor is not None:
+        monkeypatch.setattr(neighbor, "resolve", _no_neighbor_lookup)
+    for module, name in (("scapy.layers.l2", "getmacbyip"), ("scapy.layers.inet6", "getmacbyip6")):
+        mod = sys.modules.get(module)
+        if mod is not None:
+            monkeypatch.setattr(mod, name, _no_neighbor_lookup)
+    sendrecv = sys.modules.get("scapy.sendrecv")
+    if sendrecv is not None:
+        for name in ("send", "sendp", "sr", "sr1", "srp", "srp1", "sniff"):
+            if hasattr(sendrecv, name):
+                monkeypatch.setattr(sendrecv, name, _no_neighbor_lookup)
 
 
 # --- lab fixtures ---------------------------------------------------------------------------
