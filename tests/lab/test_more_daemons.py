@@ -142,3 +142,112 @@ def test_mariadb_side_by_side_with_nmap(mariadb: D.Daemon, nmap_bin: str,
     # nmap 7.93 says "MySQL" with the raw "5.5.5-<version>-MariaDB-..." string as the
     # version (the same server: the version is in there)
     assert mariadb.version in theirs.version
+
+
+# --- Samba (smbd + nmbd) --------------------------------------------------------------------
+
+SMB_PORTS = "T:139,445,U:137"
+SMB2_DIALECTS = ["2.0.2", "2.1", "3.0", "3.0.2", "3.1.1"]
+
+
+def samba_version(d: D.Daemon) -> str:
+    assert d.version
+    return d.version.split("+")[0]  # 4.17.12+dfsg -> 4.17.12
+
+
+@pytest.fixture(scope="module")
+def samba(module_lab: Lab) -> Iterator[D.Daemon]:
+    """Samba as Debian ships it: SMB2+ only, signing offered but not required."""
+    host = module_lab.add_host()
+    try:
+        d = D.start_samba(host)
+    except D.DaemonError as exc:
+        pytest.fail(f"samba: {exc}")
+    with d:
+        yield d
+
+
+def test_samba_sv_dialects_signing_and_names(samba: D.Daemon, tmp_path: Path) -> None:
+    ports = sv_scan(samba.host, SMB_PORTS, tmp_path / "sv.json", "-sS", "-sU")
+    for port, name in ((445, "microsoft-ds"), (139, "netbios-ssn")):
+        svc = ports[("tcp", port)]["service"]
+        assert (svc["name"], svc["product"], svc["method"]) == (name, "Samba smbd", "probe")
+        x = svc["extra"]
+        assert x["dialects"] == SMB2_DIALECTS and x["max_dialect"] == "3.1.1", port
+        assert x["smbv1"] is False and x["signing"] == "enabled"
+        assert x["ntlm_info"]["netbios_computer"] == "LABSMB"
+        assert "host LABSMB" in svc["extrainfo"]
+        # SMB2 does not tell Samba's version: a range, not a made-up number
+        assert svc["version"] == "3.X - 4.X"
+    nbns = ports[("udp", 137)]
+    assert nbns["state"] == "open"
+    svc = nbns["service"]
+    assert (svc["name"], svc["product"]) == ("netbios-ns", "Samba nmbd")
+    assert svc["extra"]["netbios_name"] == "LABSMB" and svc["extra"]["workgroup"] == "LABGROUP"
+    names = {(n["name"], n["suffix"], n["group"]) for n in svc["extra"]["names"]}
+    assert {("LABSMB", 0x00, False), ("LABSMB", 0x20, False), ("LABGROUP", 0x00, True)} <= names
+
+
+def test_samba_audit_default_config(samba: D.Daemon, tmp_path: Path) -> None:
+    code, findings = audit(samba.host, SMB_PORTS, tmp_path / "audit.json", "-sS", "-sU",
+                           "--fail-on", "high")
+    assert code == 1
+    checks = by_check(findings)
+    for port in (139, 445, 137):
+        assert checks[("windows.port", port)]["severity"] == "high", port
+    for port in (139, 445):
+        signing = checks[("smb.signing", port)]
+        assert signing["severity"] == "medium" and "signing enabled" in signing["title"]
+        assert ("smb.smbv1", port) not in checks  # modern Samba: SMBv1 is off
+        # "3.X - 4.X" is the scanner's guess, not a disclosed version
+        assert ("disclosure.version", port) not in checks
+
+
+def test_samba_with_smbv1_enabled(own_lab_host: LabHost, tmp_path: Path) -> None:
+    """``server min protocol = NT1``: SMBv1 accepted (a high finding), and its session
+    setup names Samba's exact version (NativeLanMan), which SMB2 never does."""
+    with D.start_samba(own_lab_host, min_protocol="NT1", nmbd=False) as d:
+        ports = sv_scan(own_lab_host, "139,445", tmp_path / "sv.json")
+        code, findings = audit(own_lab_host, "445", tmp_path / "audit.json",
+                               "--fail-on", "high")
+    version = samba_version(d)
+    for port in (139, 445):
+        svc = ports[("tcp", port)]["service"]
+        assert (svc["product"], svc["version"]) == ("Samba smbd", version), port
+        assert svc["cpe"] == [f"cpe:2.3:a:samba:samba:{version}:*:*:*:*:*:*:*"]
+        x = svc["extra"]
+        assert x["smbv1"] is True and x["dialects"] == ["NT LM 0.12", *SMB2_DIALECTS]
+        assert x["native_lanman"].startswith(f"Samba {version}")
+        assert x["primary_domain"] == "LABGROUP"
+    assert code == 1
+    checks = by_check(findings)
+    smbv1 = checks[("smb.smbv1", 445)]
+    assert smbv1["severity"] == "high" and "NT LM 0.12" in smbv1["evidence"]
+    assert checks[("disclosure.version", 445)]["severity"] == "low"
+    assert f"Samba smbd {version}" in checks[("disclosure.version", 445)]["title"]
+
+
+def test_samba_with_signing_required(own_lab_host: LabHost, tmp_path: Path) -> None:
+    with D.start_samba(own_lab_host, signing="mandatory", nmbd=False):
+        svc = sv_scan(own_lab_host, "445", tmp_path / "sv.json")[("tcp", 445)]["service"]
+        _, findings = audit(own_lab_host, "445", tmp_path / "audit.json")
+    assert svc["extra"]["signing"] == "required"
+    checks = by_check(findings)
+    assert ("smb.signing", 445) not in checks and ("smb.smbv1", 445) not in checks
+    assert checks[("windows.port", 445)]["severity"] == "high"
+
+
+@pytest.mark.slow
+def test_samba_side_by_side_with_nmap(samba: D.Daemon, nmap_bin: str, tmp_path: Path) -> None:
+    ours = sv_scan(samba.host, SMB_PORTS, tmp_path / "sv.json", "-sS", "-sU")
+    theirs = nmap_sv(nmap_bin, samba.host, SMB_PORTS, "-sS", "-sU")
+    version = samba_version(samba)
+    for key in (("tcp", 139), ("tcp", 445), ("udp", 137)):
+        svc = ours[key]["service"]
+        print(f"\nSamba {version} {key[1]}/{key[0]}: portscope {svc['name']} | "
+              f"{svc['product']} {svc['version'] or ''}; nmap {nmap_line(theirs[key])}")
+        assert svc["product"].startswith("Samba")
+        assert theirs[key].product.startswith("Samba")
+        # nmap 7.93 says "Samba smbd 4.6.2" for an SMB2-only Samba 4.17 (a fixed guess of
+        # its signature); we say the range SMB2 allows. With SMBv1 on, we read the exact
+        # version from NativeLanMan (test_samba_with_smbv1_enabled), nmap -sV does not

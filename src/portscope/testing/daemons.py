@@ -849,7 +849,9 @@ def start_samba(host: LabHost, *, netbios_name: str = "LABSMB",
         conf = w / "smb.conf"
         conf.write_text("\n".join(lines))
         d.extra.update(conf=str(conf), netbios_name=netbios_name, workgroup=workgroup)
-        common = ["--foreground", "--no-process-group", "--debug-stdout", "-s", str(conf)]
+        # without --no-process-group: smbd/nmbd make their own process group, and on
+        # SIGTERM signal that group, which must not be the test runner's
+        common = ["--foreground", "--debug-stdout", "-s", str(conf)]
         _popen(d, ["/usr/sbin/smbd", *common])
         if nmbd:
             _popen(d, ["/usr/sbin/nmbd", *common])
