@@ -860,3 +860,30 @@ def start_samba(host: LabHost, *, netbios_name: str = "LABSMB",
         if nmbd:
             wait_udp(d, 137, timeout=30)
     return d
+
+
+def start_memcached(host: LabHost, *, port: int = 11211, udp_port: int | None = None,
+                    auth: tuple[str, str] | None = None) -> Daemon:
+    """memcached on *port*/tcp (and *udp_port*/udp if given; off by default since 1.5.6)
+    as the ``memcache`` user, 16 MB. With *auth* (user, password) the ASCII protocol asks
+    for a login first (``-Y``, an auth file in the temporary directory)."""
+    require("/usr/bin/memcached")
+    d = Daemon("memcached", host, tcp=[port], udp=[udp_port] if udp_port else [],
+               workdir=_workdir("memcached"), version=upstream_version("memcached"),
+               package_version=package_version("memcached"))
+    with _starting(d):
+        w = d.workdir
+        assert w is not None
+        argv = ["/usr/bin/memcached", "-u", "memcache", "-l", "0.0.0.0", "-p", str(port),
+                "-U", str(udp_port or 0), "-m", "16", "-c", "256"]
+        if auth:
+            authfile = w / "auth"
+            authfile.write_text(f"{auth[0]}:{auth[1]}\n")
+            authfile.chmod(0o600)
+            _chown(authfile, "memcache")
+            argv += ["-Y", str(authfile)]
+        _popen(d, argv)
+        wait_tcp(d, port)
+        if udp_port:
+            wait_udp(d, udp_port)
+    return d
