@@ -321,3 +321,66 @@ def test_memcached_side_by_side_with_nmap(memcached: D.Daemon, nmap_bin: str,
     assert (theirs.product, theirs.version) == ("Memcached", memcached.version)
     # (over UDP nmap 7.93 leaves it "memcache?" unrecognized; with -Y authentication it
     # cannot name the TCP service either, after 160 s of probes)
+
+
+# --- OpenLDAP (slapd) -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def slapd(module_lab: Lab) -> Iterator[D.Daemon]:
+    """slapd as installed: the root DSE readable without a bind."""
+    host = module_lab.add_host()
+    try:
+        d = D.start_slapd(host)
+    except D.DaemonError as exc:
+        pytest.fail(f"slapd: {exc}")
+    D.redirect(host, 10389, 389)
+    with d:
+        yield d
+
+
+def test_slapd_sv_names_openldap_and_its_root_dse(slapd: D.Daemon, tmp_path: Path) -> None:
+    ports = sv_scan(slapd.host, "389,10389", tmp_path / "sv.json")
+    for port in (389, 10389):
+        svc = ports[("tcp", port)]["service"]
+        assert (svc["name"], svc["product"], svc["method"]) == ("ldap", "OpenLDAP", "probe")
+        # the root DSE of OpenLDAP names no version (and nothing else anonymous does)
+        assert svc["version"] is None
+        x = svc["extra"]
+        assert x["anonymous_bind"] is True and x["naming_contexts"] == ["dc=lab,dc=example"]
+        assert x["ldap_versions"] == ["3"] and "SCRAM-SHA-256" in x["sasl_mechanisms"]
+
+
+def test_slapd_audit_anonymous_reads(slapd: D.Daemon, tmp_path: Path) -> None:
+    _, findings = audit(slapd.host, "389", tmp_path / "audit.json")
+    checks = by_check(findings)
+    anon = checks[("ldap.anonymous-bind", 389)]
+    assert anon["severity"] == "medium"
+    assert "namingContexts: dc=lab,dc=example" in anon["evidence"]
+    assert checks[("exposure.service", 389)]["severity"] == "medium"
+    assert ("access.no-auth", 389) not in checks
+
+
+def test_slapd_requiring_authentication(own_lab_host: LabHost, tmp_path: Path) -> None:
+    """``require authc``: the root DSE search is refused (unwillingToPerform,
+    "authentication required"): still OpenLDAP, and no anonymous-read finding."""
+    with D.start_slapd(own_lab_host, anonymous=False):
+        svc = sv_scan(own_lab_host, "389", tmp_path / "sv.json")[("tcp", 389)]["service"]
+        _, findings = audit(own_lab_host, "389", tmp_path / "audit.json")
+    assert (svc["name"], svc["product"]) == ("ldap", "OpenLDAP")
+    assert svc["extra"] == {"anonymous_bind": False, "error": "authentication required"}
+    checks = by_check(findings)
+    assert ("ldap.anonymous-bind", 389) not in checks
+    assert checks[("exposure.service", 389)]["severity"] == "medium"
+
+
+@pytest.mark.slow
+def test_slapd_side_by_side_with_nmap(slapd: D.Daemon, nmap_bin: str, tmp_path: Path) -> None:
+    ours = sv_scan(slapd.host, "389", tmp_path / "sv.json")[("tcp", 389)]["service"]
+    theirs = nmap_sv(nmap_bin, slapd.host, "389")[("tcp", 389)]
+    print(f"\nslapd {slapd.version}: portscope {ours['product']} {ours['version'] or ''}; "
+          f"nmap {nmap_line(theirs)}")
+    assert ours["product"] == theirs.product == "OpenLDAP"
+    # nmap 7.93 says "2.2.X - 2.3.X" for slapd 2.5 (a guess from the answer's shape);
+    # we give no version rather than a wrong one
+    assert ours["version"] is None

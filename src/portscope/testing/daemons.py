@@ -887,3 +887,32 @@ def start_memcached(host: LabHost, *, port: int = 11211, udp_port: int | None = 
         if udp_port:
             wait_udp(d, udp_port)
     return d
+
+
+def start_slapd(host: LabHost, *, port: int = 389, suffix: str = "dc=lab,dc=example",
+                anonymous: bool = True) -> Daemon:
+    """OpenLDAP's slapd with a minimal ``slapd.conf`` (core schema, one mdb database under
+    *suffix*, a root DN) in the temporary directory, in the foreground (``-d``). Without
+    *anonymous*, ``disallow bind_anon`` and ``require authc`` refuse every anonymous
+    operation (the root DSE included)."""
+    require("/usr/sbin/slapd")
+    d = Daemon("slapd", host, tcp=[port], workdir=_workdir("slapd"),
+               version=upstream_version("slapd"), package_version=package_version("slapd"))
+    with _starting(d):
+        w = d.workdir
+        assert w is not None
+        db = w / "db"
+        db.mkdir(mode=0o700)
+        lines = ["include /etc/ldap/schema/core.schema", f"pidfile {w}/slapd.pid",
+                 f"argsfile {w}/slapd.args", "modulepath /usr/lib/ldap", "moduleload back_mdb"]
+        if not anonymous:
+            lines += ["disallow bind_anon", "require authc"]
+        lines += ["database mdb", "maxsize 10485760", f'suffix "{suffix}"',
+                  f'rootdn "cn=admin,{suffix}"', "rootpw lab-secret", f"directory {db}", ""]
+        conf = w / "slapd.conf"
+        conf.write_text("\n".join(lines))
+        d.extra.update(suffix=suffix)
+        _popen(d, ["/usr/sbin/slapd", "-d", "0", "-h", f"ldap://0.0.0.0:{port}/",
+                   "-f", str(conf)])
+        wait_tcp(d, port)
+    return d
