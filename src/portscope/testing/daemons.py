@@ -803,6 +803,30 @@ def start_mariadb(host: LabHost, *, port: int = 3306, remote_user: str | None = 
     return d
 
 
+class GroupDaemon(Daemon):
+    """A daemon that forks helpers into its own process group (smbd: notifyd, cleanupd,
+    samba-dcerpcd): stopping it also ends the group and waits for it, so no helper writes
+    into the temporary directory after it is removed."""
+
+    def stop(self) -> None:
+        if self.stopped:
+            return
+        groups = [p.pid for p in self.procs]
+        super().stop()
+        deadline = time.monotonic() + 5
+        for pgid in groups:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, 9)
+            while time.monotonic() < deadline:
+                try:
+                    os.killpg(pgid, 0)
+                except (ProcessLookupError, PermissionError):
+                    break
+                time.sleep(0.05)
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
 def start_samba(host: LabHost, *, netbios_name: str = "LABSMB",
                 workgroup: str = "LABGROUP", min_protocol: str | None = None,
                 signing: str | None = None, nmbd: bool = True) -> Daemon:
@@ -813,7 +837,7 @@ def start_samba(host: LabHost, *, netbios_name: str = "LABSMB",
     ``server signing`` (``mandatory``, ``auto`` ...; Samba's default leaves it off for a
     standalone server)."""
     require("/usr/sbin/smbd", *(["/usr/sbin/nmbd"] if nmbd else []))
-    d = Daemon("samba", host, tcp=[445, 139], udp=[137] if nmbd else [],
+    d = GroupDaemon("samba", host, tcp=[445, 139], udp=[137] if nmbd else [],
                workdir=_workdir("samba"), version=upstream_version("samba"),
                package_version=package_version("samba"))
     with _starting(d):
