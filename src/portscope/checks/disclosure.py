@@ -3,6 +3,7 @@ exact software version (seed advice: reduce what open ports tell)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from portscope.checks.base import Context
@@ -13,6 +14,10 @@ FIX_KEYS = {"http": "fix.http", "https": "fix.http", "http-proxy": "fix.http",
             "domain": "fix.domain"}
 
 
+# a range or wildcard the scanner guessed ("3.X - 4.X", "2.6.X"): nothing was disclosed
+GUESSED = re.compile(r"(?:^|[.\s])[xX](?:$|[.\s])|\s-\s")
+
+
 def _disclosed(p: PortResult) -> tuple[str, str] | None:
     """(software, evidence) when the answer names a version."""
     svc = p.service
@@ -21,7 +26,7 @@ def _disclosed(p: PortResult) -> tuple[str, str] | None:
     x = svc.extra
     if svc.name == "domain" and isinstance(x.get("version_bind"), str) and x["version_bind"]:
         return (x["version_bind"], f"version.bind CH TXT: {x['version_bind']}")
-    if not svc.version:
+    if not svc.version or GUESSED.search(svc.version):
         return None
     software = " ".join(s for s in (svc.product, svc.version) if s)
     server = x.get("server")

@@ -15,6 +15,8 @@ ATTRIBUTES = ("namingContexts", "defaultNamingContext", "supportedLDAPVersion", 
 SEARCH_REQUEST = 0x63
 SEARCH_ENTRY = 0x64
 SEARCH_DONE = 0x65
+UNWILLING_TO_PERFORM = 53
+OPENLDAP_AUTHC = "authentication required"
 
 
 def root_dse_request(message_id: int) -> bytes:
@@ -124,6 +126,9 @@ def dialog(ctx: Context, facts: Facts) -> Dialog:
         facts.extra["anonymous_bind"] = False
         if diag:
             facts.extra["error"] = diag
+        if code == UNWILLING_TO_PERFORM and diag == OPENLDAP_AUTHC:
+            # slapd's "require authc" refusal, in these words only in OpenLDAP
+            facts.set_product("OpenLDAP", cpe=["cpe:2.3:a:openldap:openldap:*:*:*:*:*:*:*:*"])
 
 
 PROTOCOL = ServiceProtocol(name="ldap", dialog=dialog, rarity=5, hints=("ldap",),

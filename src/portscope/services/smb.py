@@ -8,6 +8,7 @@ carries an NTLM NEGOTIATE and stops at the server's CHALLENGE.
 
 from __future__ import annotations
 
+import re
 import struct
 from typing import Any
 
@@ -100,6 +101,55 @@ def spnego_init(token: bytes) -> bytes:
 def session_setup_request(message_id: int, token: bytes) -> bytes:
     body = struct.pack("<HBBIIHHQ", 25, 0, 1, 0, 0, 64 + 24, len(token), 0) + token
     return netbios(smb2_header(1, message_id) + body)
+
+
+def smb1_session_setup(token: bytes) -> bytes:
+    """SMB1 SESSION_SETUP_ANDX with extended security (MS-SMB 2.2.4.53.1) carrying *token*
+    (an SPNEGO NTLM NEGOTIATE): the answer names the server's OS and LAN manager."""
+    header = b"\xffSMB" + struct.pack("<BIBH", 0x73, 0, 0x18, 0xC801) + bytes(12) + \
+        struct.pack("<HHHH", 0, 0xFEFF, 0, 1)
+    words = struct.pack("<BBHHHHIHII", 0xFF, 0, 0, 0xFFFF, 2, 0, 0, len(token), 0,
+                        0x800000D4)  # extended security, NT status, unicode, NT SMBs
+    pad = b"\0" if (32 + 1 + len(words) + 2 + len(token)) % 2 else b""
+    data = token + pad + "Unix\0portscope\0".encode("utf-16-le")
+    return netbios(header + bytes([len(words) // 2]) + words + struct.pack("<H", len(data))
+                   + data)
+
+
+def parse_smb1_session_setup(data: bytes) -> dict[str, Any] | None:
+    """NativeOS, NativeLanMan and PrimaryDomain of a SESSION_SETUP_ANDX answer (success
+    or STATUS_MORE_PROCESSING_REQUIRED), and its security blob."""
+    msg = data[4:]
+    if len(msg) < 35 or msg[:4] != b"\xffSMB" or msg[4] != 0x73:
+        return None
+    status = struct.unpack_from("<I", msg, 5)[0]
+    flags2 = struct.unpack_from("<H", msg, 10)[0]
+    out: dict[str, Any] = {"status": status}
+    wc = msg[32]
+    if status not in (STATUS_SUCCESS, STATUS_MORE_PROCESSING_REQUIRED) or wc not in (3, 4):
+        return out
+    pos = 33 + 2 * wc
+    if pos + 2 > len(msg):
+        return out
+    count = struct.unpack_from("<H", msg, pos)[0]
+    pos += 2
+    end = min(len(msg), pos + count)
+    blob_len = struct.unpack_from("<H", msg, 33 + 6)[0] if wc == 4 else 0
+    out["security_blob"] = msg[pos: pos + blob_len]
+    pos += blob_len
+    if flags2 & 0x8000:
+        pos += pos % 2
+        strings = msg[pos:end].decode("utf-16-le", "replace").split("\0")
+    else:
+        strings = msg[pos:end].decode("latin-1").split("\0")
+    for key, value in zip(("native_os", "native_lanman", "primary_domain"), strings,
+                          strict=False):
+        if value:
+            out[key] = clean(value, 100)
+    return out
+
+
+SAMBA_LANMAN = re.compile(r"^Samba (\d+\.\d+(?:\.\d+)?)(?:[-+ ](\S+))?")
 
 
 def nb_complete(data: bytes) -> bool:
@@ -288,10 +338,36 @@ def dialog(ctx: Context, facts: Facts) -> Dialog:
                 accepted.insert(0, SMB1_DIALECT)
                 if not smb2 and "security_mode" in one1:
                     facts.extra["signing"] = smb1_signing(one1["security_mode"])
+                if ctx.intensity >= 7:
+                    yield from _smb1_native(facts)
         elif facts.identified:
             facts.extra["smbv1"] = False
     if facts.identified:
         facts.extra["dialects"] = accepted
+
+
+def _smb1_native(facts: Facts) -> Step:
+    """SMBv1 only: the session setup's NativeOS / NativeLanMan strings, where Samba names
+    its exact version (``Samba 4.17.12-Debian``); SMB2 has no such field."""
+    r = yield from exchange(smb1_session_setup(spnego_init(ntlm_negotiate())), nb_complete,
+                            limit=65536)
+    info = parse_smb1_session_setup(r.data)
+    if info is None:
+        return
+    for key in ("native_os", "native_lanman", "primary_domain"):
+        if key in info:
+            facts.extra[key] = info[key]
+    if "ntlm_info" not in facts.extra:
+        ntlm = parse_ntlm_challenge(info.get("security_blob", b""))
+        if ntlm:
+            facts.extra["ntlm_info"] = ntlm
+    m = SAMBA_LANMAN.match(str(info.get("native_lanman", "")))
+    if m:
+        version = m.group(1)
+        facts.product = "Samba smbd"
+        facts.version = version
+        facts.cpe = [f"cpe:2.3:a:samba:samba:{version}:*:*:*:*:*:*:*"]
+        facts.extra.setdefault("ostype", "Unix")
 
 
 PROTOCOL = ServiceProtocol(name="microsoft-ds", dialog=dialog, rarity=4,

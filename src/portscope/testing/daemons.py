@@ -755,3 +755,188 @@ def udp_query(address: str, port: int, payload: bytes, timeout: float = 2.0) -> 
             return s.recv(65535)
         except OSError:
             return None
+
+
+# --------------------------------------------------------------------------------------
+# more daemons (MariaDB, Samba, memcached, OpenLDAP): each with its own temporary
+# directory for data, sockets, pid and lock files; the machine's own instances (and their
+# /etc configuration) are never read or touched
+
+
+def start_mariadb(host: LabHost, *, port: int = 3306, remote_user: str | None = "app",
+                  password: str = "lab-secret") -> Daemon:
+    """A throw-away MariaDB (``mariadb-install-db`` into a temporary datadir, started with
+    ``--no-defaults`` so no file under /etc/mysql is read) listening on the lab host.
+
+    With *remote_user* an account ``'<remote_user>'@'%'`` exists (an application account
+    reachable from anywhere: the server greets every client with its handshake and
+    version). Without it only ``root@localhost`` exists and MariaDB answers remote clients
+    with error 1130 (host not allowed) before any handshake."""
+    require("/usr/sbin/mariadbd", "/usr/bin/mariadb-install-db")
+    d = Daemon("mariadb", host, tcp=[port], workdir=_workdir("mariadb"),
+               version=upstream_version("mariadb-server"),
+               package_version=package_version("mariadb-server"))
+    with _starting(d):
+        w = d.workdir
+        assert w is not None
+        _chown(w, "mysql")
+        data = w / "data"
+        subprocess.run([tool("mariadb-install-db") or "/usr/bin/mariadb-install-db",
+                        "--no-defaults", f"--datadir={data}", "--user=mysql",
+                        "--auth-root-authentication-method=normal", "--skip-test-db",
+                        "--skip-name-resolve"],
+                       check=True, capture_output=True, timeout=120)
+        argv = ["/usr/sbin/mariadbd", "--no-defaults", f"--datadir={data}", "--user=mysql",
+                f"--port={port}", "--bind-address=0.0.0.0", f"--socket={w}/mysqld.sock",
+                f"--pid-file={w}/mysqld.pid", f"--log-error={w}/daemon.log",
+                "--skip-name-resolve", "--skip-log-bin", "--innodb-buffer-pool-size=16M",
+                "--performance-schema=OFF", "--skip-external-locking"]
+        if remote_user:
+            init = w / "init.sql"
+            init.write_text(f"CREATE USER IF NOT EXISTS '{remote_user}'@'%' "
+                            f"IDENTIFIED BY '{password}';\n")
+            _chown(init, "mysql")
+            argv.append(f"--init-file={init}")
+        _popen(d, argv)
+        wait_tcp(d, port, timeout=60)
+        d.extra["socket"] = str(w / "mysqld.sock")
+    return d
+
+
+class GroupDaemon(Daemon):
+    """A daemon that forks helpers into its own process group (smbd: notifyd, cleanupd,
+    samba-dcerpcd): stopping it also ends the group and waits for it, so no helper writes
+    into the temporary directory after it is removed."""
+
+    def stop(self) -> None:
+        if self.stopped:
+            return
+        groups = [p.pid for p in self.procs]
+        super().stop()
+        deadline = time.monotonic() + 5
+        for pgid in groups:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, 9)
+            while time.monotonic() < deadline:
+                try:
+                    os.killpg(pgid, 0)
+                except (ProcessLookupError, PermissionError):
+                    break
+                time.sleep(0.05)
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def start_samba(host: LabHost, *, netbios_name: str = "LABSMB",
+                workgroup: str = "LABGROUP", min_protocol: str | None = None,
+                signing: str | None = None, nmbd: bool = True) -> Daemon:
+    """Samba's smbd (445 and 139/tcp) and nmbd (137/udp) as a standalone server with one
+    read-only share. Every directory Samba writes (private, lock, state, cache, pid,
+    ncalrpc, logs) is in the temporary directory. *min_protocol* is ``server min
+    protocol`` (``NT1`` turns SMBv1 back on; Samba's default is ``SMB2_02``), *signing*
+    ``server signing`` (``mandatory``, ``auto`` ...; Samba's default leaves it off for a
+    standalone server)."""
+    require("/usr/sbin/smbd", *(["/usr/sbin/nmbd"] if nmbd else []))
+    d = GroupDaemon("samba", host, tcp=[445, 139], udp=[137] if nmbd else [],
+               workdir=_workdir("samba"), version=upstream_version("samba"),
+               package_version=package_version("samba"))
+    with _starting(d):
+        w = d.workdir
+        assert w is not None
+        dirs = {k: w / k for k in ("private", "lock", "state", "cache", "pid", "ncalrpc",
+                                   "binddns", "share", "log", "usershares", "winbindd")}
+        for p in dirs.values():
+            p.mkdir(mode=0o755)
+        dirs["private"].chmod(0o700)
+        (dirs["share"] / "README.txt").write_text("portscope lab share\n")
+        lines = [
+            "[global]",
+            f"netbios name = {netbios_name}", f"workgroup = {workgroup}",
+            "server string = portscope lab", "server role = standalone server",
+            f"interfaces = {host.addr4}/30", "bind interfaces only = no",
+            f"private dir = {dirs['private']}", f"lock directory = {dirs['lock']}",
+            f"state directory = {dirs['state']}", f"cache directory = {dirs['cache']}",
+            f"pid directory = {dirs['pid']}", f"ncalrpc dir = {dirs['ncalrpc']}",
+            f"binddns dir = {dirs['binddns']}", f"usershare path = {dirs['usershares']}",
+            f"winbindd socket directory = {dirs['winbindd']}",
+            f"log file = {dirs['log']}/log.%m", "logging = file", "log level = 1",
+            "passdb backend = tdbsam", "load printers = no", "printing = bsd",
+            "printcap name = /dev/null", "disable spoolss = yes", "map to guest = Bad User",
+            "smb ports = 445 139", "disable netbios = no", "dns proxy = no",
+        ]
+        if min_protocol:
+            lines.append(f"server min protocol = {min_protocol}")
+        if signing:
+            lines.append(f"server signing = {signing}")
+        lines += ["", "[share]", f"path = {dirs['share']}", "read only = yes",
+                  "guest ok = yes", ""]
+        conf = w / "smb.conf"
+        conf.write_text("\n".join(lines))
+        d.extra.update(conf=str(conf), netbios_name=netbios_name, workgroup=workgroup)
+        # without --no-process-group: smbd/nmbd make their own process group, and on
+        # SIGTERM signal that group, which must not be the test runner's
+        common = ["--foreground", "--debug-stdout", "-s", str(conf)]
+        _popen(d, ["/usr/sbin/smbd", *common])
+        if nmbd:
+            _popen(d, ["/usr/sbin/nmbd", *common])
+        wait_tcp(d, 445, timeout=60)
+        wait_tcp(d, 139, timeout=30)
+        if nmbd:
+            wait_udp(d, 137, timeout=30)
+    return d
+
+
+def start_memcached(host: LabHost, *, port: int = 11211, udp_port: int | None = None,
+                    auth: tuple[str, str] | None = None) -> Daemon:
+    """memcached on *port*/tcp (and *udp_port*/udp if given; off by default since 1.5.6)
+    as the ``memcache`` user, 16 MB. With *auth* (user, password) the ASCII protocol asks
+    for a login first (``-Y``, an auth file in the temporary directory)."""
+    require("/usr/bin/memcached")
+    d = Daemon("memcached", host, tcp=[port], udp=[udp_port] if udp_port else [],
+               workdir=_workdir("memcached"), version=upstream_version("memcached"),
+               package_version=package_version("memcached"))
+    with _starting(d):
+        w = d.workdir
+        assert w is not None
+        argv = ["/usr/bin/memcached", "-u", "memcache", "-l", "0.0.0.0", "-p", str(port),
+                "-U", str(udp_port or 0), "-m", "16", "-c", "256"]
+        if auth:
+            authfile = w / "auth"
+            authfile.write_text(f"{auth[0]}:{auth[1]}\n")
+            authfile.chmod(0o600)
+            _chown(authfile, "memcache")
+            argv += ["-Y", str(authfile)]
+        _popen(d, argv)
+        wait_tcp(d, port)
+        if udp_port:
+            wait_udp(d, udp_port)
+    return d
+
+
+def start_slapd(host: LabHost, *, port: int = 389, suffix: str = "dc=lab,dc=example",
+                anonymous: bool = True) -> Daemon:
+    """OpenLDAP's slapd with a minimal ``slapd.conf`` (core schema, one mdb database under
+    *suffix*, a root DN) in the temporary directory, in the foreground (``-d``). Without
+    *anonymous*, ``disallow bind_anon`` and ``require authc`` refuse every anonymous
+    operation (the root DSE included)."""
+    require("/usr/sbin/slapd")
+    d = Daemon("slapd", host, tcp=[port], workdir=_workdir("slapd"),
+               version=upstream_version("slapd"), package_version=package_version("slapd"))
+    with _starting(d):
+        w = d.workdir
+        assert w is not None
+        db = w / "db"
+        db.mkdir(mode=0o700)
+        lines = ["include /etc/ldap/schema/core.schema", f"pidfile {w}/slapd.pid",
+                 f"argsfile {w}/slapd.args", "modulepath /usr/lib/ldap", "moduleload back_mdb"]
+        if not anonymous:
+            lines += ["disallow bind_anon", "require authc"]
+        lines += ["database mdb", "maxsize 10485760", f'suffix "{suffix}"',
+                  f'rootdn "cn=admin,{suffix}"', "rootpw lab-secret", f"directory {db}", ""]
+        conf = w / "slapd.conf"
+        conf.write_text("\n".join(lines))
+        d.extra.update(suffix=suffix)
+        _popen(d, ["/usr/sbin/slapd", "-d", "0", "-h", f"ldap://0.0.0.0:{port}/",
+                   "-f", str(conf)])
+        wait_tcp(d, port)
+    return d
