@@ -330,3 +330,14 @@ def test_down_hosts_get_no_findings_and_run_round_trips() -> None:
     assert run.host("198.18.0.14").findings == ()  # type: ignore[union-attr]
     again = ScanRun.from_dict(run.to_dict())
     assert [f.to_dict() for _, f in again.findings] == [f.to_dict() for _, f in run.findings]
+
+
+def test_banner_evidence_text_and_binary() -> None:
+    from portscope.checks.base import banner_evidence
+
+    assert banner_evidence("220 mail ESMTP\r\n250 ok\r\n") == "220 mail ESMTP\n250 ok"
+    ldap = "0\x84\x00\x00\x00\x10\x02\x01\x01a\x84\x00\x00\x00\x07\n\x01\x00\x04\x00\x04\x00"
+    out = banner_evidence(ldap)
+    assert out.startswith(f"binary reply, {len(ldap)} bytes: 30 84 00 00 00 10 02 01")
+    assert "\x00" not in out and "\x84" not in out
+    assert banner_evidence("x" * 10 + "\x00" * 40).endswith(" ...")

@@ -209,15 +209,27 @@ def port_evidence(p: PortResult) -> str:
         if svc.extrainfo:
             line += f" ({svc.extrainfo})"
     if svc is not None and svc.banner:
-        banner = "\n".join(svc.banner.splitlines()[:6])
-        line += "\n" + banner[:600]
+        line += "\n" + banner_evidence(svc.banner)
     return line
+
+
+def banner_evidence(banner: str) -> str:
+    """The banner's first lines, or for a binary reply (LDAP, SMB, MySQL greetings ...)
+    its length and first bytes in hex instead of control characters."""
+    text = banner[:600]
+    printable = sum(1 for c in text if c.isprintable() or c in "\r\n\t")
+    if printable >= 0.85 * len(text):
+        return "\n".join(banner.splitlines()[:6])[:600]
+    head = " ".join(f"{ord(c) & 0xFF:02x}" for c in banner[:32])
+    more = " ..." if len(banner) > 32 else ""
+    return f"binary reply, {len(banner)} bytes: {head}{more}"
 
 
 __all__ = [
     "AUDIT_SOURCE",
     "CheckFn",
     "Context",
+    "banner_evidence",
     "clip",
     "fingerprint",
     "max_severity",
