@@ -1,5 +1,10 @@
 """RDP (MS-RDPBCGR 2.2.1.1/2.2.1.2): X.224 connection requests with RDP_NEG_REQ for
-standard RDP security, TLS and CredSSP (NLA), and the certificate when TLS is chosen."""
+standard RDP security, TLS and CredSSP (NLA), and the certificate when TLS is chosen.
+
+xrdp answers the negotiation like Windows (same X.224 references, flags 0x01), but a
+malformed MCS Connect-Initial after it gets an MCS Disconnect-Provider-Ultimatum from xrdp
+(its ``xrdp_mcs_disconnect``) where Windows just closes the connection: that is how xrdp is
+told apart (nmap's xrdp signature is the same PDU)."""
 
 from __future__ import annotations
 
@@ -19,6 +24,10 @@ PROTOCOL_RDP, PROTOCOL_SSL, PROTOCOL_HYBRID, PROTOCOL_HYBRID_EX = 0, 1, 2, 8
 FAILURES = {1: "SSL_REQUIRED_BY_SERVER", 2: "SSL_NOT_ALLOWED_BY_SERVER",
             3: "SSL_CERT_NOT_ON_SERVER", 4: "INCONSISTENT_FLAGS",
             5: "HYBRID_REQUIRED_BY_SERVER", 6: "SSL_WITH_USER_AUTH_REQUIRED_BY_SERVER"}
+# an X.224 Data TPDU whose MCS payload is one zero byte (no Connect-Initial)
+BAD_MCS = b"\x03\x00\x00\x08\x02\xf0\x80\x00"
+# TPKT + X.224 Data + MCS Disconnect-Provider-Ultimatum (reason rn-user-requested)
+DISCONNECT_ULTIMATUM = b"\x03\x00\x00\x09\x02\xf0\x80\x21\x80"
 
 
 def connection_request(protocols: int) -> bytes:
@@ -52,7 +61,13 @@ def parse_confirm(data: bytes) -> dict[str, int] | None:
     return {}
 
 
+def is_xrdp(data: bytes) -> bool:
+    """The answer to :data:`BAD_MCS` is xrdp's Disconnect-Provider-Ultimatum."""
+    return data.startswith(DISCONNECT_ULTIMATUM[:7]) and len(data) >= 9 and data[7] == 0x21
+
+
 def dialog(ctx: Context, facts: Facts) -> Dialog:
+    xrdp: bool | None = None
     accepted: list[str] = []
     failures: dict[str, str] = {}
     flags = 0
@@ -89,7 +104,15 @@ def dialog(ctx: Context, facts: Facts) -> Dialog:
             accepted.append(label)
         if selected != PROTOCOL_RDP and not tls_done and not ctx.tls and ctx.intensity >= 2:
             tls_done = True
-            yield from starttls()
+            tls = yield from starttls()
+            if not tls.ok:
+                continue
+        elif selected != PROTOCOL_RDP:
+            continue
+        if xrdp is None and ctx.intensity >= 2:
+            # standard RDP security, or inside the TLS just set up: the MCS layer
+            r = yield from exchange(BAD_MCS, tpkt_complete, limit=64)
+            xrdp = is_xrdp(r.data)
     if facts.name != "ms-wbt-server":
         return
     facts.extra["protocols"] = accepted
@@ -97,7 +120,9 @@ def dialog(ctx: Context, facts: Facts) -> Dialog:
         facts.extra["failures"] = failures
     facts.extra["nla_required"] = "hybrid" in accepted and "rdp" not in accepted \
         and "ssl" not in accepted
-    if flags:
+    if xrdp:
+        facts.set_product("xrdp", cpe=["cpe:2.3:a:neutrinolabs:xrdp:*:*:*:*:*:*:*:*"])
+    elif flags:
         facts.set_product("Microsoft Terminal Services")
         facts.extra.setdefault("ostype", "Windows")
 

@@ -940,3 +940,94 @@ def start_slapd(host: LabHost, *, port: int = 389, suffix: str = "dc=lab,dc=exam
                    "-f", str(conf)])
         wait_tcp(d, port)
     return d
+
+
+# --------------------------------------------------------------------------------------
+# remote desktops (TigerVNC's Xvnc, xrdp): each in a private mount namespace where the
+# fixed paths it writes (/tmp/.X11-unix and /tmp/.X<n>-lock; /etc/xrdp and /run for
+# xrdp) are directories of the temporary directory; the machine's X sockets, /etc/xrdp
+# keys and pid files are never read or touched
+
+
+def start_xvnc(host: LabHost, *, display: int = 1, rfb_port: int | None = None,
+               password: str | None = None, x11_tcp: bool = False,
+               access_control: bool = True) -> Daemon:
+    """TigerVNC's Xvnc (an X server with a built-in VNC server) on display :*display*:
+    RFB on *rfb_port* (5900 + display by default) of the host's address, security type
+    None, or VncAuth with a password file (``tigervncpasswd -f``) when *password* is
+    given. With *x11_tcp* the X server also listens on TCP 6000 + display (``-listen
+    tcp``); without *access_control* any client may use it (``-ac``), else the X server
+    refuses clients without a cookie. /tmp is a private bind mount of the temporary
+    directory (the X lock file and unix socket go there)."""
+    require("/usr/bin/Xtigervnc", *(["/usr/bin/tigervncpasswd"] if password else []))
+    rfb = rfb_port if rfb_port is not None else 5900 + display
+    d = Daemon("xvnc", host, tcp=[rfb] + ([6000 + display] if x11_tcp else []),
+               workdir=_workdir("xvnc"), version=upstream_version("tigervnc-standalone-server"),
+               package_version=package_version("tigervnc-standalone-server"))
+    with _starting(d):
+        w = d.workdir
+        assert w is not None
+        tmp = w / "tmp"
+        tmp.mkdir()
+        tmp.chmod(0o1777)
+        argv = ["/usr/bin/Xtigervnc", f":{display}", "-rfbport", str(rfb),
+                "-interface", host.addr4, "-geometry", "640x480", "-depth", "24",
+                "-desktop", "portscope-lab", "-nolisten", "unix",
+                "-SecurityTypes", "VncAuth" if password else "None"]
+        if password:
+            pwfile = w / "passwd"
+            out = subprocess.run(["/usr/bin/tigervncpasswd", "-f"], input=password.encode(),
+                                 capture_output=True, timeout=30, check=True).stdout
+            pwfile.write_bytes(out)
+            pwfile.chmod(0o600)
+            argv += ["-PasswordFile", str(pwfile)]
+        argv += ["-listen", "tcp"] if x11_tcp else ["-nolisten", "tcp"]
+        if not access_control:
+            argv.append("-ac")
+        d.extra.update(display=display, rfb_port=rfb)
+        _popen(d, private_mounts({"/tmp": tmp}, argv))
+        wait_tcp(d, rfb)
+        if x11_tcp:
+            wait_tcp(d, 6000 + display)
+    return d
+
+
+def start_xrdp(host: LabHost, cert: Certificate | None = None, *, port: int = 3389,
+               security_layer: str = "negotiate") -> Daemon:
+    """xrdp in the foreground (``--nodaemon``) with its own ``xrdp.ini``, fresh RSA keys
+    (``xrdp-keygen``) and a certificate (:func:`make_certificate` when none is given) in
+    the temporary directory. *security_layer* is xrdp's: ``negotiate`` (TLS or standard
+    RDP security, as the client asks), ``tls`` or ``rdp``. No session manager: a client
+    gets the login screen at most. /etc/xrdp (for the keys and keymaps xrdp reads from
+    there) and /run (its pid file) are private bind mounts of temporary directories."""
+    require("/usr/sbin/xrdp", "/usr/bin/xrdp-keygen")
+    d = Daemon("xrdp", host, tcp=[port], workdir=_workdir("xrdp"),
+               version=upstream_version("xrdp"), package_version=package_version("xrdp"))
+    with _starting(d):
+        w = d.workdir
+        assert w is not None
+        etc, run = w / "etc", w / "run"
+        etc.mkdir()
+        run.mkdir()
+        for km in Path("/etc/xrdp").glob("km-*.ini"):  # keymaps: read-only copies
+            shutil.copyfile(km, etc / km.name)
+        subprocess.run(["/usr/bin/xrdp-keygen", "xrdp", str(etc / "rsakeys.ini"), "2048"],
+                       check=True, capture_output=True, timeout=60)
+        cert = cert or make_certificate(w / "cert")
+        c, k = _copy_cert(cert, w)
+        (etc / "xrdp.ini").write_text(
+            "[Globals]\nini_version=1\nfork=false\n"
+            f"port=tcp://{host.addr4}:{port}\n"
+            f"security_layer={security_layer}\ncrypt_level=high\n"
+            f"certificate={c}\nkey_file={k}\nssl_protocols=TLSv1.2, TLSv1.3\n"
+            "autorun=\nallow_channels=false\n"
+            f"[Logging]\nLogFile={w}/daemon.log\nLogLevel=INFO\nEnableSyslog=false\n"
+            "[Channels]\n"
+            "[Xorg]\nname=Xorg\nlib=libxup.so\nusername=ask\npassword=ask\n"
+            "ip=127.0.0.1\nport=-1\ncode=20\n")
+        d.extra.update(security_layer=security_layer, cert=cert)
+        _popen(d, private_mounts({"/etc/xrdp": etc, "/run": run},
+                                 ["/usr/sbin/xrdp", "--nodaemon", "--config",
+                                  str(etc / "xrdp.ini")]))
+        wait_tcp(d, port)
+    return d
