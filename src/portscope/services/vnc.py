@@ -35,6 +35,15 @@ def security_complete(data: bytes) -> bool:
     return len(data) >= 1 + n
 
 
+def failure_complete(data: bytes) -> bool:
+    """RFB 3.3 security: a u32 type, or 0 followed by a u32 length and the reason."""
+    if len(data) < 4:
+        return False
+    if int.from_bytes(data[:4], "big") != 0:
+        return True
+    return len(data) >= 8 and len(data) >= 8 + int.from_bytes(data[4:8], "big")
+
+
 def dialog(ctx: Context, facts: Facts) -> Dialog:
     data = ctx.first
     if len(data) < 12:
@@ -54,11 +63,27 @@ def dialog(ctx: Context, facts: Facts) -> Dialog:
     if major != 3 or ctx.intensity < 1:
         return
     if minor < 7:
-        r = yield from exchange(b"RFB 003.003\n", lambda d: len(d) >= 4, limit=1024)
-        if len(r.data) < 4:
+        answer = data[12:]  # TigerVNC's lockout follows the greeting unasked
+        if not answer:
+            r = yield from exchange(b"RFB 003.003\n", failure_complete, limit=1024)
+            answer = r.data
+        elif not failure_complete(answer):
+            r = yield from recv(lambda d: failure_complete(answer + d), limit=1024)
+            answer += r.data
+        if len(answer) < 4:
             return
-        code = int.from_bytes(r.data[:4], "big")
-        types = [code] if code else []
+        code = int.from_bytes(answer[:4], "big")
+        if code == 0:
+            # a connection failure with its reason: TigerVNC greets a blacklisted address
+            # with "RFB 003.003" and "Too many security failures" whatever it speaks
+            reason = clean(answer[8:], 300)
+            if reason:
+                facts.extra["error"] = reason
+                if "too many" in reason.lower():
+                    facts.extra["locked_out"] = True
+                    facts.extrainfo = f"protocol {major}.{minor}; locked out"
+            return
+        types = [code]
     else:
         r = yield from exchange(b"RFB 003.008\n" if minor >= 8 else b"RFB 003.007\n",
                                 security_complete, limit=1024)

@@ -951,14 +951,18 @@ def start_slapd(host: LabHost, *, port: int = 389, suffix: str = "dc=lab,dc=exam
 
 def start_xvnc(host: LabHost, *, display: int = 1, rfb_port: int | None = None,
                password: str | None = None, x11_tcp: bool = False,
-               access_control: bool = True) -> Daemon:
+               access_control: bool = True, blacklist_threshold: int = 10000) -> Daemon:
     """TigerVNC's Xvnc (an X server with a built-in VNC server) on display :*display*:
     RFB on *rfb_port* (5900 + display by default) of the host's address, security type
     None, or VncAuth with a password file (``tigervncpasswd -f``) when *password* is
     given. With *x11_tcp* the X server also listens on TCP 6000 + display (``-listen
     tcp``); without *access_control* any client may use it (``-ac``), else the X server
     refuses clients without a cookie. /tmp is a private bind mount of the temporary
-    directory (the X lock file and unix socket go there)."""
+    directory (the X lock file and unix socket go there).
+
+    Xvnc blacklists an address after *blacklist_threshold* connections that ended before
+    authentication (TigerVNC's default is 5, for 10 s: a scanner's few probes already
+    count); the default here is high so that tests do not lock each other out."""
     require("/usr/bin/Xtigervnc", *(["/usr/bin/tigervncpasswd"] if password else []))
     rfb = rfb_port if rfb_port is not None else 5900 + display
     d = Daemon("xvnc", host, tcp=[rfb] + ([6000 + display] if x11_tcp else []),
@@ -973,6 +977,7 @@ def start_xvnc(host: LabHost, *, display: int = 1, rfb_port: int | None = None,
         argv = ["/usr/bin/Xtigervnc", f":{display}", "-rfbport", str(rfb),
                 "-interface", host.addr4, "-geometry", "640x480", "-depth", "24",
                 "-desktop", "portscope-lab", "-nolisten", "unix",
+                "-BlacklistThreshold", str(blacklist_threshold),
                 "-SecurityTypes", "VncAuth" if password else "None"]
         if password:
             pwfile = w / "passwd"
