@@ -76,10 +76,10 @@ def dialog(ctx: Context, facts: Facts) -> Dialog:
         if code == 0:
             # a connection failure with its reason: TigerVNC greets a blacklisted address
             # with "RFB 003.003" and "Too many security failures" whatever it speaks
-            reason = clean(answer[8:], 300)
-            if reason:
-                facts.extra["error"] = reason
-                if "too many" in reason.lower():
+            why = clean(answer[8:], 300)
+            if why:
+                facts.extra["error"] = why
+                if "too many" in why.lower():
                     facts.extra["locked_out"] = True
                     facts.extrainfo = f"protocol {major}.{minor}; locked out"
             return
