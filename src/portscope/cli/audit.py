@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import importlib
 import ipaddress
+import itertools
 import json
 import socket
 import sys
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -195,6 +197,29 @@ def inventory_sources(kw: dict[str, Any], config: AuditConfig) -> list[Any]:
     return sources
 
 
+def check_sources_reachable(sources: list[Any], targets: Iterable[str], *,
+                            limit: int = 1 << 16) -> None:
+    """Before the scan: an inventory taken now (``--local``, ``--netns``) without
+    ``--address`` describes only targets that are its own addresses; refuse at once when
+    none is (instead of after a long scan). Target sets larger than *limit* are left to
+    the check after the scan."""
+    from portscope.local.compare import unmap
+
+    exact = [s for s in sources if s.exact and not s.addresses]
+    if not exact:
+        return
+    addrs = list(itertools.islice(targets, limit + 1))
+    if len(addrs) > limit:
+        return
+    for src in exact:
+        if not any(src.inventory.is_local_address(unmap(a)) for a in addrs):
+            shown = ", ".join(addrs[:6]) + (" ..." if len(addrs) > 6 else "")
+            raise UsageError(
+                f"{src.label}: none of the targets ({shown}) is an address of "
+                f"{src.inventory.hostname or 'its host'}; scan one of its addresses, or "
+                "name the scanned address that reaches it (NAT) with --address ADDR")
+
+
 def split_inventory_spec(spec: str) -> tuple[str | None, str]:
     """``FILE`` or ``ADDR=FILE`` (ADDR an IPv4 or IPv6 address) -> (ADDR or None, FILE)."""
     head, sep, rest = spec.partition("=")
@@ -305,6 +330,7 @@ def command(**kw: Any) -> None:
             run = read_run(kw["input_file"])
         else:
             prepared = prepare(kw)
+            check_sources_reachable(sources, prepared.targets)
             probes = prepared.targets.count() * len(prepared.options.ports)
             if stderr_is_tty() or probes >= LARGE_SCAN:
                 click.echo(summary_line(prepared).replace("portscope:", "portscope audit:"),
