@@ -203,7 +203,7 @@ def check_sources_reachable(sources: list[Any], targets: Iterable[str], *,
     ``--address`` describes only targets that are its own addresses; refuse at once when
     none is (instead of after a long scan). Target sets larger than *limit* are left to
     the check after the scan."""
-    from portscope.local.compare import unmap
+    from portscope.model import unmap
 
     exact = [s for s in sources if s.exact and not s.addresses]
     if not exact:
