@@ -217,6 +217,9 @@ def test_xrdp_audit(xrdp: D.Daemon, tmp_path: Path) -> None:
     assert exposure["severity"] == "high" and "xrdp" in exposure["evidence"]
     assert ("tls.self-signed", 3389) in checks  # the lab certificate
     assert ("access.no-auth", 3389) not in checks
+    # xrdp as shipped accepts standard RDP security and never demands NLA
+    assert checks[("rdp.standard-security", 3389)]["severity"] == "medium"
+    assert checks[("rdp.nla-not-required", 3389)]["severity"] == "medium"
 
 
 @pytest.mark.parametrize(("layer", "protocols", "failures", "tls"), [

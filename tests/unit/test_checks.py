@@ -341,3 +341,22 @@ def test_banner_evidence_text_and_binary() -> None:
     assert out.startswith(f"binary reply, {len(ldap)} bytes: 30 84 00 00 00 10 02 01")
     assert "\x00" not in out and "\x84" not in out
     assert banner_evidence("x" * 10 + "\x00" * 40).endswith(" ...")
+
+
+def test_rdp_security_layer_and_nla() -> None:
+    def rdp(protocols: list[str], product: str = "Microsoft Terminal Services") -> PortResult:
+        nla = "hybrid" in protocols and not {"rdp", "ssl"} & set(protocols)
+        return port(3389, name="ms-wbt-server", product=product,
+                    extra={"protocols": protocols, "nla_required": nla})
+
+    legacy = kinds(audit(rdp(["rdp", "ssl"], "xrdp")))
+    assert legacy["rdp.standard-security"].severity is Severity.MEDIUM
+    assert "Standard RDP Security, TLS" in legacy["rdp.standard-security"].evidence
+    assert "xrdp" in legacy["rdp.standard-security"].evidence
+    assert legacy["rdp.nla-not-required"].severity is Severity.MEDIUM
+    tls_only = kinds(audit(rdp(["ssl"])))
+    assert "rdp.standard-security" not in tls_only and "rdp.nla-not-required" in tls_only
+    nla = kinds(audit(rdp(["hybrid"])))
+    assert not {"rdp.standard-security", "rdp.nla-not-required"} & set(nla)
+    ja = audit(rdp(["rdp"]))[0].extra["i18n"]["ja"]
+    assert any("リモートデスクトップ" in str(v) for v in ja.values())
