@@ -9,40 +9,57 @@ Scenarios (issue 3):
   udp    -sU --top-ports 100, default ICMP rate limit, 3 real answering services
 Prints medians of wall time, open ports found, pps and peak RSS (of the scanner process,
 from wait4's rusage), and the ratios. Only lab addresses are ever scanned.
+
+portscope runs with --no-store (nmap and masscan write no database either); --store also
+times the default command, which streams every port into the result store (a temporary
+SQLite file here, never the user's store).
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import random
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from portscope.testing.lab import Lab, LabHost
 
 PY = sys.executable
 
 
-def portscope(args: list[str]) -> tuple[float, set[int], float, int]:
+STORE = False  # --store: the default command (results streamed into a store) instead
+
+
+def portscope(args: list[str], *, store: bool | None = None
+              ) -> tuple[float, set[int], float, int, dict[str, Any]]:
+    """Wall time, open ports, pps, peak RSS (KiB, this scan's process tree only: wait4),
+    and the JSON document's stats."""
+    store = STORE if store is None else store
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "o.json"
+        extra = ["--db", str(Path(d) / "bench.sqlite3")] if store else ["--no-store"]
         t = time.monotonic()
-        proc = subprocess.run([PY, "-m", "portscope", "scan", *args, "--json", str(out),
-                               "--no-fallback"], capture_output=True, text=True)
+        proc = subprocess.Popen([PY, "-m", "portscope", "scan", *args, "--json", str(out),
+                                 "--no-fallback", *extra], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+        _pid, status, usage = os.wait4(proc.pid, 0)
         wall = time.monotonic() - t
+        proc.returncode = os.waitstatus_to_exitcode(status)
         if proc.returncode != 0:
-            raise SystemExit(proc.stderr)
+            raise SystemExit(err)
         doc = json.loads(out.read_text())
     opened = {p["port"] for h in doc["hosts"] for p in h["ports"] if p["state"] == "open"}
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return wall, opened, float(doc["stats"].get("pps", 0.0)), rss
+    return wall, opened, float(doc["stats"].get("pps", 0.0)), usage.ru_maxrss, doc
 
 
 def nmap(args: list[str]) -> tuple[float, set[int]]:
@@ -88,9 +105,13 @@ def bench_syn(lab: Lab, runs: int, loss: float = 0.0) -> None:
     host, ports = target(lab)
     if loss:
         host.loss(loss)
-    ours, theirs, found_o, found_n, pps = [], [], [], [], []
+    ours: list[float] = []
+    theirs: list[float] = []
+    found_o: list[int] = []
+    found_n: list[int] = []
+    pps: list[float] = []
     for _ in range(runs):
-        w, o, p, _rss = portscope(["-sS", "-p-", "-T4", "-Pn", host.addr4])
+        w, o, p, _rss, _doc = portscope(["-sS", "-p-", "-T4", "-Pn", host.addr4])
         ours.append(w)
         found_o.append(len(o & ports))
         pps.append(p)
@@ -109,18 +130,30 @@ def bench_syn(lab: Lab, runs: int, loss: float = 0.0) -> None:
               f"{[len(o & ports) for _, o in got]}/{len(ports)}")
 
 
+def _sweep(net: str, runs: int) -> list[tuple[float, float, int, int, float]]:
+    res = []
+    for _ in range(runs):
+        w, _o, p, rss, doc = portscope(["-sS", "-p", "22,80,443", "-T5", "-Pn", "--open",
+                                        net])
+        up = sum(1 for h in doc["hosts"]
+                 if any(q["state"] == "open" and q["port"] == 80 for q in h["ports"]))
+        stats = doc["stats"]
+        res.append((w, p, rss, up, float(stats.get("duration_s", 0.0))))
+    return res
+
+
 def bench_sweep(lab: Lab, runs: int) -> None:
     host = lab.add_host()
     net = host.add_local_route()
     host.listen_tcp([80])
-    res = []
-    for _ in range(runs):
-        w, _o, p, rss = portscope(["-sS", "-p", "22,80,443", "-T5", "-Pn", "--open",
-                                  str(net)])
-        res.append((w, p, rss))
-    print(f"sweep {net} x 3 ports: median {med([r[0] for r in res]):.2f}s, "
-          f"pps {med([r[1] for r in res]):,.0f}, peak RSS of the runs (max over children) "
-          f"{max(r[2] for r in res) / 1024:.0f} MiB")
+    small = ipaddress.ip_network(f"{net.network_address}/20")
+    for n, rr in ((small, max(1, runs // 2)), (net, runs)):
+        res = _sweep(str(n), rr)
+        print(f"sweep {n} x 3 ports: median wall {med([r[0] for r in res]):.2f}s "
+              f"(engine+report {med([r[4] for r in res]):.2f}s), pps "
+              f"{med([r[1] for r in res]):,.0f}, addresses with 80 open "
+              f"{[r[3] for r in res]}/{n.num_addresses}, peak RSS "
+              f"{[round(r[2] / 1024) for r in res]} MiB")
 
 
 def bench_udp(lab: Lab, runs: int) -> None:
@@ -132,11 +165,18 @@ def bench_udp(lab: Lab, runs: int) -> None:
     daemons.start_snmpd(host)
     ours = []
     for _ in range(runs):
-        w, o, _p, _r = portscope(["-sU", "--top-ports", "100", "-T4", "-Pn", host.addr4])
-        ours.append((w, sorted(o)))
+        w, o, _p, _r, doc = portscope(["-sU", "--top-ports", "100", "-T4", "-Pn",
+                                       host.addr4])
+        states: dict[str, int] = {}
+        for h in doc["hosts"]:
+            for q in h["ports"]:
+                k = f"{q['state']}/{q['reason']}"
+                states[k] = states.get(k, 0) + 1
+        ours.append((w, sorted(o), states))
     w, o = nmap(["-sU", "-T4", "--top-ports", "100", host.addr4])
-    print(f"UDP top-100: portscope median {med([x[0] for x in ours]):.2f}s open "
-          f"{ours[0][1]}; nmap -T4 {w:.2f}s open {sorted(o)}; "
+    print(f"UDP top-100: portscope median {med([x[0] for x in ours]):.2f}s "
+          f"(runs {[round(x[0], 2) for x in ours]}) open {ours[0][1]}, states "
+          f"{[x[2] for x in ours]}; nmap -T4 {w:.2f}s open {sorted(o)}; "
           f"ratio {med([x[0] for x in ours]) / w:.3f}")
 
 
@@ -144,7 +184,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--only", default="syn,loss,sweep,udp")
+    ap.add_argument("--store", action="store_true",
+                    help="time the default command (results into a temporary store)")
     a = ap.parse_args()
+    global STORE
+    STORE = a.store
     only = set(a.only.split(","))
     print(f"load average before: {os.getloadavg()}")
     with Lab() as lab:

@@ -106,6 +106,11 @@ class ProcessSender:
         return True
 
     @property
+    def buffer(self) -> bytearray:
+        """The queue itself: the engine appends ready frames to it (``flush`` sends)."""
+        return self._buf
+
+    @property
     def pending(self) -> int:
         return len(self._buf)
 
