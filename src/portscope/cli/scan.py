@@ -201,8 +201,6 @@ def prepare(kw: dict[str, Any], *, argv: list[str] | None = None) -> PreparedSca
 
 def service_options(kw: dict[str, Any], *, enabled: bool) -> ServiceOptions | None:
     """-sV and its --version-* options as ServiceOptions (None without -sV)."""
-    from portscope.engine.services import INTENSITY_ALL, INTENSITY_LIGHT, ServiceOptions
-
     light, every, level = kw.get("version_light"), kw.get("version_all"), \
         kw.get("version_intensity")
     if sum(1 for x in (light, every, level is not None) if x) > 1:
@@ -217,6 +215,8 @@ def service_options(kw: dict[str, Any], *, enabled: bool) -> ServiceOptions | No
         if used:
             raise UsageError(f"{used[0]} needs -sV (service detection)")
         return None
+    from portscope.engine.services import INTENSITY_ALL, INTENSITY_LIGHT, ServiceOptions
+
     intensity = INTENSITY_LIGHT if light else INTENSITY_ALL if every else \
         (level if level is not None else 7)
     extra: dict[str, Any] = {}
@@ -483,9 +483,11 @@ def command(**kw: Any) -> None:
             if prepared.options.seed is None:
                 prepared.options.seed = secrets.randbits(32)
             options = stored_options(kw, prepared)
-        from portscope.store import RunWriter
+        writer: RunWriter | None = None
+        if store is not None:
+            from portscope.store import RunWriter
 
-        writer = RunWriter(store, options=options) if store is not None else None
+            writer = RunWriter(store, options=options)
         if writer is not None and resume is not None:
             writer.prime((a, p) for a, ps in resume.results.items() for p in ps)
         outputs = Outputs(requested_outputs(kw))

@@ -532,9 +532,23 @@ class RawEngine:
                 tokens = cap if avail == float("inf") else int(avail)
                 budget = min(tokens, cap - active)
                 sent = 0
-                if fast_send and not retry and not source_done and budget > 0:
-                    sent = send_fresh(budget, now)
-                while sent < budget and can_send():
+                blocked = False
+                # retransmissions first, then new probes (inline for TCP)
+                while retry and sent < budget and can_send():
+                    key = retry.popleft()
+                    e = flights.get(key)
+                    if e is None or e[5] != _QUEUED:
+                        continue
+                    if not transmit(key, e, now):
+                        retry.appendleft(key)
+                        blocked = True
+                        break
+                    sent += 1
+                if fast_send and not blocked and not retry and not source_done and \
+                        sent < budget and can_send():
+                    sent += send_fresh(budget - sent, now)
+                    blocked = True  # send_fresh stops only at the budget or the end
+                while not blocked and sent < budget and can_send():
                     if retry:
                         key = retry.popleft()
                         e = flights.get(key)
