@@ -205,7 +205,7 @@ class RawEngine:
         by_group: dict[bytes, Any] = {}
 
         def template(addr: str) -> tuple[bytes, Any, bytes, bytes, int] | None:
-            """(packed target, template, sender frame prefix, IP header, checksum base)."""
+            """(packed target, template, b"" (unused), IP header, checksum base)."""
             if last_t[0] == addr:
                 return last_t[1]  # type: ignore[no-any-return]
             v6 = ":" in addr
@@ -232,12 +232,7 @@ class RawEngine:
                 if tpl is None:
                     return None
                 head, cbase = tpl.retarget(packed)
-                prefix = b""
-                if sender is not None:
-                    a = addr.encode("ascii")
-                    n = 1 + len(a) + len(head) + 20 + len(tpl.fields[3])
-                    prefix = bytes((n >> 8, n & 0xFF, len(a))) + a + head
-                t = (packed, tpl, prefix, head, cbase)
+                t = (packed, tpl, b"", head, cbase)
             last_t[0], last_t[1] = addr, t
             return t
 
@@ -434,7 +429,7 @@ class RawEngine:
                     return 0
             sent = 0
             last_addr = ""
-            target = prefix = opts = b""
+            target = head = l2 = opts = b""
             th = cbase = of = win = 0
             tpack: Any = None
             ser = serial
@@ -450,8 +445,9 @@ class RawEngine:
                         emit([probe], PortState.FILTERED, Reason.NET_UNREACH, None)
                         last_addr = ""
                         continue
-                    target, tpl, prefix, _head, cb_ = t
+                    target, tpl, _p, head, cb_ = t
                     _b, of, win, opts = tpl.fields
+                    l2 = (len(head) + 20 + len(opts)).to_bytes(2, "big")
                     cbase = cb_ + base
                     tpack = tpl.pack
                     th = cookie_of.target_hash(target)
@@ -467,7 +463,8 @@ class RawEngine:
                     x = cbase + port + (ck >> 16) + (ck & 0xFFFF)
                 x = (x & 0xFFFF) + (x >> 16)
                 x = (x & 0xFFFF) + (x >> 16)
-                sbuf.extend(prefix)
+                sbuf.extend(l2)
+                sbuf.extend(head)
                 sbuf.extend(tpack(base, port, ck, ck if ack_probe else 0, of, win,
                                   ~x & 0xFFFF, 0, opts))
                 ser += 1
@@ -483,14 +480,18 @@ class RawEngine:
 
         def expire(now: float) -> None:
             nonlocal active
-            last_gk = None
+            last_t = None
             to = 0.0
+            timeouts: dict[bytes, float] = {}  # per group, for this call
             while heap:
                 sent_at, ser, key, factor = heap[0]
-                gk = key[0]
-                if gk is not last_gk:
-                    to = group_of(gk).rtt.timeout()
-                    last_gk = gk
+                t = key[0]
+                if t is not last_t:
+                    gk = t[:3] if len(t) == 4 else t[:8]
+                    to = timeouts.get(gk, -1.0)
+                    if to < 0:
+                        to = timeouts[gk] = group_of(t).rtt.timeout()
+                    last_t = t
                 if now - sent_at < to * factor:
                     break
                 heap.popleft()

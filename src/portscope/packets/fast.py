@@ -286,7 +286,8 @@ class Cookie:
     An off-path sender who does not know the key has to guess 32 random bits.
     """
 
-    __slots__ = ("_key", "_last", "_last_hash", "port_table", "sport_table")
+    __slots__ = ("_byte_table", "_key", "_last", "_last_hash", "_prefixes", "port_table",
+                 "sport_table")
 
     def __init__(self, key: bytes) -> None:
         if not 16 <= len(key) <= 64:
@@ -294,15 +295,25 @@ class Cookie:
         self._key = key
         self._last = b""
         self._last_hash = 0
-        stream = hashlib.shake_256(b"portscope-cookie-tables:" + key).digest(4 * (65536 + 256))
-        words = struct.unpack(f"<{65536 + 256}I", stream)
+        stream = hashlib.shake_256(b"portscope-cookie-tables:" + key).digest(4 * (65536 + 512))
+        words = struct.unpack(f"<{65536 + 512}I", stream)
         self.port_table: list[int] = list(words[:65536])
-        self.sport_table: list[int] = list(words[65536:])
+        self.sport_table: list[int] = list(words[65536:65792])
+        self._byte_table: list[int] = list(words[65792:])
+        self._prefixes: dict[bytes, int] = {}
 
     def target_hash(self, target: bytes) -> int:
+        """The target's part: a keyed hash of all but the last byte (cached: a sweep
+        visits each /24 many times) mixed with a secret table entry for the last byte."""
         if target != self._last:
-            self._last_hash = int.from_bytes(
-                hashlib.blake2b(target, key=self._key, digest_size=4).digest(), "big")
+            prefix = target[:-1]
+            h = self._prefixes.get(prefix)
+            if h is None:
+                if len(self._prefixes) >= 4096:
+                    self._prefixes.clear()
+                h = self._prefixes[prefix] = int.from_bytes(
+                    hashlib.blake2b(prefix, key=self._key, digest_size=4).digest(), "big")
+            self._last_hash = h ^ self._byte_table[target[-1]]
             self._last = target
         return self._last_hash
 
