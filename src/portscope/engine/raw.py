@@ -61,7 +61,7 @@ from portscope.targets.permutation import Probe
 _M32 = 0xFFFFFFFF
 MISS_PROBABILITY = 1e-5  # target chance of missing an answering port through random loss
 # budget for resolving UDP ports behind an ICMP rate limit, per template level (seconds)
-UDP_RESOLVE_TIME = {0: 60.0, 1: 60.0, 2: 30.0, 3: 10.0, 4: 5.0, 5: 2.5}
+UDP_RESOLVE_TIME = {0: 60.0, 1: 60.0, 2: 30.0, 3: 10.0, 4: 3.0, 5: 1.5}
 
 # flight states
 _INFLIGHT, _QUEUED, _SILENT = 0, 1, 2

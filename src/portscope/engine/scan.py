@@ -393,8 +393,8 @@ class Scanner:
                 if unresolved:
                     self._warn(f"{unresolved} UDP port(s) could not be resolved: the target "
                                "rate-limits ICMP port-unreachable messages; they are reported "
-                               "open|filtered with reason icmp-ratelimit (see "
-                               "--udp-resolve-time)")
+                               "open|filtered with reason icmp-ratelimit (a slower "
+                               "template waits longer for them: -T3 10 s, -T2 30 s)")
                 for addr in live:
                     rtt = engine.rtt_of(addr)
                     if rtt is not None and addr not in self._rtt:
