@@ -48,7 +48,7 @@ while True:
             if a != last:
                 last, dst = a, (ntop(A6, a), 0)
         pkt = mv[j:j + n]
-        for _ in range(50):
+        for _ in range(5000):  # a full queue is waited out (up to ~1 s), not dropped
             try:
                 s.sendto(pkt, dst)
                 break
