@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import struct
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -241,3 +242,23 @@ def test_ipv4_rejects_bad_lengths() -> None:
     bad_ihl = bytes([0x44]) + SYN_V4[1:]
     assert ip.decode_ipv4(bad_ihl) is None
     assert struct.unpack("!H", SYN_V4[2:4])[0] == len(SYN_V4)
+
+
+@pytest.mark.parametrize(("src", "dst", "other"), [
+    ("198.18.0.1", "198.18.0.2", "198.19.255.254"),
+    ("2001:db8::1", "2001:db8::2", "2001:db8:ffff::fffe"),
+])
+def test_tcp_template_retarget_equals_a_fresh_template(src: str, dst: str, other: str) -> None:
+    tpl = fast.TcpTemplate(src, dst, 0x02, options=(tcp.mss(1460),))
+    head, base = tpl.retarget(ck.pack_address(other))
+    fresh = fast.TcpTemplate(src, other, 0x02, options=(tcp.mss(1460),))
+    assert head == fresh.head
+    want = fresh.render(40000, 443, 0xDEADBEEF, 0)
+    s = base + 40000 + 443 + 0xDEAD + 0xBEEF
+    s = (s & 0xFFFF) + (s >> 16)
+    s = (s & 0xFFFF) + (s >> 16)
+    _b, of, win, opts = tpl.fields
+    got = head + tpl.pack(40000, 443, 0xDEADBEEF, 0, of, win, ~s & 0xFFFF, 0, opts)
+    assert got == want
+    with pytest.raises(ValueError):
+        tpl.retarget(b"\x00" * (20 - len(ck.pack_address(dst))))

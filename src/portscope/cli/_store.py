@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from portscope.store import DB_ENV, Store, open_store
+if TYPE_CHECKING:
+    from portscope.store import Store
+
+# = portscope.store.DB_ENV; not imported from there: the store (SQLAlchemy) takes ~0.2 s to
+# import, which a scan with --no-store should not pay
+DB_ENV = "PORTSCOPE_DB"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -21,4 +26,6 @@ def db_option(func: F) -> F:
 
 def open_db(kw: dict[str, Any]) -> Store:
     """The store named by ``--db`` (or the environment, or the default file)."""
+    from portscope.store import open_store
+
     return open_store(kw.get("db_url"))

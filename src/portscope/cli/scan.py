@@ -12,19 +12,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from portscope.cli._store import db_option, open_db
+from portscope.cli._store import DB_ENV, db_option, open_db
 from portscope.cli.common import Outputs, output_options, requested_outputs, stderr_is_tty
 from portscope.engine.scan import Resume, Scanner, ScanOptions
-from portscope.engine.services import INTENSITY_ALL, INTENSITY_LIGHT, ServiceOptions
 from portscope.engine.timing import template
 from portscope.errors import EXIT_INTERRUPTED, PortscopeError, UsageError
 from portscope.model import HostStatus, PortResult, ScanRun
 from portscope.probes import get as get_scan_type
-from portscope.store import DB_ENV, RunWriter, Store
 from portscope.targets import (
     PortSpec,
     TargetSet,
@@ -35,6 +33,10 @@ from portscope.targets import (
     top_ports,
 )
 from portscope.targets.ports import merge
+
+if TYPE_CHECKING:
+    from portscope.engine.services import ServiceOptions
+    from portscope.store import RunWriter, Store
 
 DEFAULT_TOP_PORTS = 1000
 LARGE_SCAN = 100_000  # probes: print a summary of what will be sent first
@@ -220,6 +222,8 @@ def service_options(kw: dict[str, Any], *, enabled: bool) -> ServiceOptions | No
         if used:
             raise UsageError(f"{used[0]} needs -sV (service detection)")
         return None
+    from portscope.engine.services import INTENSITY_ALL, INTENSITY_LIGHT, ServiceOptions
+
     intensity = INTENSITY_LIGHT if light else INTENSITY_ALL if every else \
         (level if level is not None else 7)
     extra: dict[str, Any] = {}
@@ -486,7 +490,11 @@ def command(**kw: Any) -> None:
             if prepared.options.seed is None:
                 prepared.options.seed = secrets.randbits(32)
             options = stored_options(kw, prepared)
-        writer = RunWriter(store, options=options) if store is not None else None
+        writer: RunWriter | None = None
+        if store is not None:
+            from portscope.store import RunWriter
+
+            writer = RunWriter(store, options=options)
         if writer is not None and resume is not None:
             writer.prime((a, p) for a, ps in resume.results.items() for p in ps)
         outputs = Outputs(requested_outputs(kw))

@@ -27,10 +27,12 @@ packet templates and drains an AF_PACKET socket with a kernel filter (``rawsock`
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import select
 import socket
+import struct
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -47,6 +49,7 @@ from portscope.packets.fast import (
     K_TCP,
     K_UDP,
     Cookie,
+    Reply,
     TcpTemplate,
     UdpTemplate,
     parse_reply,
@@ -58,10 +61,15 @@ from portscope.targets.permutation import Probe
 _M32 = 0xFFFFFFFF
 MISS_PROBABILITY = 1e-5  # target chance of missing an answering port through random loss
 # budget for resolving UDP ports behind an ICMP rate limit, per template level (seconds)
-UDP_RESOLVE_TIME = {0: 60.0, 1: 60.0, 2: 30.0, 3: 10.0, 4: 5.0, 5: 2.5}
+UDP_RESOLVE_TIME = {0: 60.0, 1: 60.0, 2: 30.0, 3: 10.0, 4: 3.0, 5: 1.5}
 
 # flight states
 _INFLIGHT, _QUEUED, _SILENT = 0, 1, 2
+
+# IPv4 header without options + the first 16 bytes of TCP, in one unpack (receive fast path):
+# version/IHL, fragment word, TTL, protocol, source, sport, dport, seq, ack, offset/flags,
+# window
+_FAST4 = struct.Struct("!B5xHBB2x4s4xHHIIHH")
 
 
 @dataclass(slots=True)
@@ -176,7 +184,7 @@ class RawEngine:
         # conservative initial timeout). A FIFO, not a heap: timeouts are per /24.
         heap: deque[tuple[float, int, tuple[bytes, int], float]] = deque()
         retry: deque[tuple[bytes, int]] = deque()
-        templates: dict[str, tuple[bytes, Any]] = {}
+        templates: dict[str, tuple[bytes, Any, bytes, bytes, int]] = {}
         active = 0
         serial = 0
         source = self.probes
@@ -191,22 +199,40 @@ class RawEngine:
         af4, af6 = socket.AF_INET, socket.AF_INET6
 
         last_t: list[Any] = ["", None]
+        # one TCP template per /24 (/64): the source address the kernel picks (a route
+        # lookup) and the template are shared by its addresses, each probe retargets it;
+        # nothing is kept per address, so memory does not grow with the target space
+        by_group: dict[bytes, Any] = {}
 
-        def template(addr: str) -> tuple[bytes, Any] | None:
+        def template(addr: str) -> tuple[bytes, Any, bytes, bytes, int] | None:
+            """(packed target, template, b"" (unused), IP header, checksum base)."""
             if last_t[0] == addr:
                 return last_t[1]  # type: ignore[no-any-return]
-            t = templates.get(addr)
-            if t is None:
-                src = io.source_for(addr)
-                if src is None:
+            v6 = ":" in addr
+            packed = pton(af6 if v6 else af4, addr)
+            if not is_tcp:
+                t = templates.get(addr)
+                if t is None:
+                    src = io.source_for(addr)
+                    if src is None:
+                        return None
+                    if len(templates) > 4096:
+                        templates.clear()
+                    t = templates[addr] = (packed, UdpTemplate(src, addr), b"", b"", 0)
+            else:
+                gk = packed[:8] if v6 else packed[:3]
+                tpl = by_group.get(gk, False)
+                if tpl is False:
+                    src = io.source_for(addr)
+                    tpl = None if src is None else TcpTemplate(
+                        src, addr, tcp_flags, window=raw.window, options=options)
+                    if len(by_group) > 65536:
+                        by_group.clear()
+                    by_group[gk] = tpl
+                if tpl is None:
                     return None
-                packed = pton(af6 if ":" in addr else af4, addr)
-                tpl: Any = (TcpTemplate(src, addr, tcp_flags, window=raw.window,
-                                           options=options) if is_tcp
-                               else UdpTemplate(src, addr))
-                if len(templates) > 4096:
-                    templates.clear()
-                t = templates[addr] = (packed, tpl)
+                head, cbase = tpl.retarget(packed)
+                t = (packed, tpl, b"", head, cbase)
             last_t[0], last_t[1] = addr, t
             return t
 
@@ -226,12 +252,18 @@ class RawEngine:
                 del flights[key]
                 emit(e, PortState.FILTERED, Reason.NET_UNREACH, None)
                 return True
-            target, tpl = t
+            target, tpl, _prefix, head, cbase = t
             tries = int(e[1]) + 1
             sport = base + min(tries - 1, span - 1)
             ck = cookie_of(target, probe.port, sport)
             if is_tcp:
-                pkt = tpl.render(sport, probe.port, ck, ck if ack_probe else 0)
+                ack = ck if ack_probe else 0
+                x = cbase + sport + probe.port + (ck >> 16) + (ck & 0xFFFF) + (ack >> 16) + \
+                    (ack & 0xFFFF)
+                x = (x & 0xFFFF) + (x >> 16)
+                x = (x & 0xFFFF) + (x >> 16)
+                _b, of, win, opts = tpl.fields
+                pkt = head + tpl.pack(sport, probe.port, ck, ack, of, win, ~x & 0xFFFF, 0, opts)
             else:
                 pkt = tpl.render(sport, probe.port, payload_of(probe.port), ck & 0xFFFF)
             err = send(pkt, probe.address)
@@ -255,6 +287,28 @@ class RawEngine:
                 heap.append((now, serial, key, 1.0))
             return True
 
+        fast4 = _FAST4.unpack_from
+        flights_get = flights.get
+        port_table = cookie_of.port_table
+        sport_table = cookie_of.sport_table
+        tcp_memo: dict[tuple[int, int], tuple[Any, bool] | None] = {}
+        INFLIGHT = _INFLIGHT
+        PortResult_ = PortResult
+
+        def tcp_verdict(flags: int, window: int, target: bytes, port: int, our_port: int,
+                        seq: int, ack: int, ttl: int) -> tuple[Any, bool] | None:
+            """classify() of a TCP reply from the target, memoised on (flags, window)."""
+            mk = (flags, window)
+            if mk in tcp_memo:
+                return tcp_memo[mk]
+            r = Reply(K_TCP, target, 6, port, our_port, seq, ack, flags, window, 0, 0,
+                      target, ttl, b"")
+            v = classify(r, True)
+            out = None if v is None else (v, bool(evidence(r)))
+            if len(tcp_memo) < 4096:
+                tcp_memo[mk] = out
+            return out
+
         def receive(now: float) -> int:
             nonlocal active
             handled = 0
@@ -263,6 +317,49 @@ class RawEngine:
                 if not n:
                     return handled
                 handled += 1
+                if is_tcp and n >= 40 and buf[0] == 0x45 and buf[9] == 6:
+                    # fast path: IPv4 without options, TCP (nearly every reply of a scan)
+                    (_v, frag, ttl, _p, src, sport, dport, seq, ack, of,
+                     win) = fast4(buf)
+                    if frag & 0x1FFF:
+                        continue
+                    key = (src, sport)
+                    e = flights_get(key)
+                    if e is None:
+                        continue
+                    off = dport - base
+                    if not 0 <= off < span:
+                        continue
+                    tries = e[1]
+                    if off == (tries - 1 if tries <= span else span - 1):
+                        ck = e[3]
+                    else:
+                        ck = cookie_of(src, sport, dport)
+                    if ((ack - ck) & _M32) > 1 and seq != ck:
+                        continue
+                    flags = of & 0x1FF
+                    vd = tcp_verdict(flags, win, src, sport, dport, seq, ack, ttl)
+                    if vd is None:
+                        continue
+                    stats.replies += 1
+                    g = group_of(src)
+                    if vd[1]:
+                        g.answers += 1
+                        rate.answers += 1
+                        if off == 0:
+                            if tries == 1 and e[5] == INFLIGHT:
+                                g.rtt.update(now - e[2])
+                        else:
+                            g.drops += 1
+                            rate.on_loss()
+                    if e[5] == INFLIGHT:
+                        active -= 1
+                    del flights[key]
+                    v = vd[0]
+                    stats.results += 1
+                    probe = e[0]
+                    on_result(probe.address, PortResult_(sport, proto_enum, v[0], v[1], ttl))
+                    continue
                 rep = parse_reply(buf, n)
                 if rep is None or rep.proto != proto_num:
                     continue
@@ -315,11 +412,87 @@ class RawEngine:
                 del flights[key]
                 emit(e, verdict[0], verdict[1], rep.ttl)
 
+        fast_send = is_tcp and sender is not None
+        sbuf = sender.buffer if sender is not None else bytearray()
+        max_pending = ProcessSender.MAX_PENDING
+        s0 = sport_table[base & 0xFF]  # first tries use the base source port
+
+        def send_fresh(budget: int, now: float) -> int:
+            """First tries of new TCP probes straight from the source, rendered inline into
+            the sender's buffer (the common case of every scan: no retries queued)."""
+            nonlocal source_done, serial, active
+            assert sender is not None
+            if len(sbuf) > max_pending:
+                sender.flush()
+                if len(sbuf) > max_pending:
+                    rate.on_local_drop()
+                    return 0
+            sent = 0
+            last_addr = ""
+            target = head = l2 = opts = b""
+            th = cbase = of = win = 0
+            tpack: Any = None
+            ser = serial
+            while sent < budget:
+                probe = next(source, None)
+                if probe is None:
+                    source_done = True
+                    break
+                addr = probe.address
+                if addr != last_addr:
+                    t = template(addr)
+                    if t is None:
+                        emit([probe], PortState.FILTERED, Reason.NET_UNREACH, None)
+                        last_addr = ""
+                        continue
+                    target, tpl, _p, head, cb_ = t
+                    _b, of, win, opts = tpl.fields
+                    l2 = (len(head) + 20 + len(opts)).to_bytes(2, "big")
+                    cbase = cb_ + base
+                    tpack = tpl.pack
+                    th = cookie_of.target_hash(target)
+                    last_addr = addr
+                port = probe.port
+                key = (target, port)
+                if key in flights:  # the same probe twice in the input
+                    continue
+                ck = th ^ port_table[port] ^ s0
+                if ack_probe:
+                    x = cbase + port + ((ck >> 16) << 1) + ((ck & 0xFFFF) << 1)
+                else:
+                    x = cbase + port + (ck >> 16) + (ck & 0xFFFF)
+                x = (x & 0xFFFF) + (x >> 16)
+                x = (x & 0xFFFF) + (x >> 16)
+                sbuf.extend(l2)
+                sbuf.extend(head)
+                sbuf.extend(tpack(base, port, ck, ck if ack_probe else 0, of, win,
+                                  ~x & 0xFFFF, 0, opts))
+                ser += 1
+                flights[key] = [probe, 1, now, ck, ser, INFLIGHT]
+                heap.append((now, ser, key, 1.0))
+                sent += 1
+            serial = ser
+            active += sent
+            rate.sent += sent
+            if len(sbuf) >= 16384:
+                sender.flush()
+            return sent
+
         def expire(now: float) -> None:
             nonlocal active
+            last_t = None
+            to = 0.0
+            timeouts: dict[bytes, float] = {}  # per group, for this call
             while heap:
                 sent_at, ser, key, factor = heap[0]
-                if now - sent_at < group_of(key[0]).rtt.timeout() * factor:
+                t = key[0]
+                if t is not last_t:
+                    gk = t[:3] if len(t) == 4 else t[:8]
+                    to = timeouts.get(gk, -1.0)
+                    if to < 0:
+                        to = timeouts[gk] = group_of(t).rtt.timeout()
+                    last_t = t
+                if now - sent_at < to * factor:
                     break
                 heap.popleft()
                 e = flights.get(key)
@@ -360,7 +533,23 @@ class RawEngine:
                 tokens = cap if avail == float("inf") else int(avail)
                 budget = min(tokens, cap - active)
                 sent = 0
-                while sent < budget and can_send():
+                blocked = False
+                # retransmissions first, then new probes (inline for TCP)
+                while retry and sent < budget and can_send():
+                    key = retry.popleft()
+                    e = flights.get(key)
+                    if e is None or e[5] != _QUEUED:
+                        continue
+                    if not transmit(key, e, now):
+                        retry.appendleft(key)
+                        blocked = True
+                        break
+                    sent += 1
+                if fast_send and not blocked and not retry and not source_done and \
+                        sent < budget and can_send():
+                    sent += send_fresh(budget - sent, now)
+                    blocked = True  # send_fresh stops only at the budget or the end
+                while not blocked and sent < budget and can_send():
                     if retry:
                         key = retry.popleft()
                         e = flights.get(key)
@@ -412,6 +601,10 @@ class RawEngine:
                     idle = min(idle, bucket.wait_time(now))
                 wait(idle)
 
+        # the hot loop allocates no reference cycles: the cyclic GC would only rescan the
+        # (large, long-lived) heap of the process every few thousand results
+        gc_enabled = gc.isenabled()
+        gc.disable()
         try:
             pump(lambda: True)
             # re-check silent probes against the final loss estimate, then UDP paced
@@ -440,6 +633,8 @@ class RawEngine:
                     emit(e, no_response, reason, None)
                 del flights[key]
         finally:
+            if gc_enabled:
+                gc.enable()
             if sender is not None:
                 sender.close()
             io.close()

@@ -21,11 +21,10 @@ import time
 from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from typing import Protocol as TypingProtocol
 
 from portscope.engine.connect import ConnectEngine, EngineStats, is_loopback
-from portscope.engine.services import Control, ServiceOptions, wanted
 from portscope.engine.timing import TEMPLATES, Timing, template
 from portscope.model import (
     Host,
@@ -44,6 +43,9 @@ from portscope.probes import get as get_scan_type
 from portscope.targets import PortSpec, ProbeSpace, TargetSet, parse_targets, service_db
 from portscope.targets.permutation import Probe
 from portscope.targets.safety import check_targets
+
+if TYPE_CHECKING:  # engine.services imports the service probes (TLS, DNS ...): ~0.15 s
+    from portscope.engine.services import Control, ServiceOptions
 
 PortCallback = Callable[[str, PortResult], None]
 HostCallback = Callable[[Host], None]
@@ -404,8 +406,8 @@ class Scanner:
                 if unresolved:
                     self._warn(f"{unresolved} UDP port(s) could not be resolved: the target "
                                "rate-limits ICMP port-unreachable messages; they are reported "
-                               "open|filtered with reason icmp-ratelimit (see "
-                               "--udp-resolve-time)")
+                               "open|filtered with reason icmp-ratelimit (a slower "
+                               "template waits longer for them: -T3 10 s, -T2 30 s)")
                 for addr in live:
                     rtt = engine.rtt_of(addr)
                     if rtt is not None and addr not in self._rtt:
@@ -442,7 +444,7 @@ class Scanner:
 
     def _detect_services(self, options: ServiceOptions) -> None:
         """-sV: probe the open ports found, streaming each port again once identified."""
-        from portscope.engine.services import detect
+        from portscope.engine.services import Control, detect, wanted
 
         interim = self._build(complete=False, duration=0.0)
         count = sum(1 for _h, p in interim.iter_ports() if wanted(p))

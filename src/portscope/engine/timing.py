@@ -198,8 +198,8 @@ class RateController:
       queue was full (our own end is the bottleneck), or when its loss ratio clearly
       exceeds the baseline (more than max(10%, 3 x baseline + 3%)): then the rate is cut
       to 70%;
-    * otherwise the rate grows: doubling per interval until the first congestion, then
-      by 10% per interval; growth stops while the sender could not even use the rate it
+    * otherwise the rate grows: doubling per half interval until the first congestion,
+      then by 10% per interval; growth stops while the sender could not even use the rate it
       had (the CPU is the limit, not the network).
 
     ``--min-rate`` and ``--max-rate`` bound it; ``--scan-delay`` fixes it.
@@ -255,7 +255,9 @@ class RateController:
     def tick(self, now: float) -> bool:
         """Close the current interval if it is over; True if the rate changed."""
         elapsed = now - self.stamp
-        if elapsed < self.interval:
+        # slow start decides twice as often: the ramp to the machine's rate is most of a
+        # short scan's overhead
+        if elapsed < (self.interval / 2 if self.slow_start else self.interval):
             return False
         old = self.rate
         why = ""

@@ -69,7 +69,7 @@ class TcpTemplate:
     identification and header checksum for the kernel to fill (IP_HDRINCL semantics).
     """
 
-    __slots__ = ("_base", "_head", "_opts", "_tail_flags", "family")
+    __slots__ = ("_base", "_base0", "_head", "_opts", "_tail_flags", "family", "pack")
 
     def __init__(self, src: str, dst: str, flags: int, *, window: int = 1024,
                  options: tuple[TCPOption, ...] = (), ttl: int = 64, ident: int = 0) -> None:
@@ -92,6 +92,34 @@ class TcpTemplate:
         # constant part of the checksum: pseudo-header, offset/flags, window, options
         self._base = pseudo_header_sum(s, d, 6, seg_len) + offset_flags + window + \
             ones_sum(opts)
+        # the same without the destination's words (retarget() adds another destination's)
+        self._base0 = pseudo_header_sum(s, bytes(len(d)), 6, seg_len) + offset_flags + \
+            window + ones_sum(opts)
+        # the TCP header and the options in one pack call (the engine's hot path)
+        self.pack = struct.Struct(f"!HHIIHHHH{len(opts)}s").pack
+
+    def retarget(self, dst: bytes) -> tuple[bytes, int]:
+        """(IP header, checksum base) of this probe sent to *dst* (packed, same family)
+        instead: a sweep renders millions of destinations from one template per source."""
+        if self.family == 4:
+            if len(dst) != 4:
+                raise ValueError("not an IPv4 address")
+            x = int.from_bytes(dst, "big")
+            return self._head[:16] + dst, self._base0 + (x >> 16) + (x & 0xFFFF)
+        if len(dst) != 16:
+            raise ValueError("not an IPv6 address")
+        return self._head[:24] + dst, self._base0 + sum(struct.unpack("!8H", dst))
+
+    @property
+    def head(self) -> bytes:
+        """The IP header (constant for this source, destination and probe size)."""
+        return self._head
+
+    @property
+    def fields(self) -> tuple[int, int, int, bytes]:
+        """(checksum base, offset/flags word, window, options) for inline rendering:
+        checksum = ~fold(base + sport + dport + seq words + ack words)."""
+        return self._base, self._tail_flags[0], self._tail_flags[1], self._opts
 
     def render(self, sport: int, dport: int, seq: int, ack: int = 0) -> bytes:
         s = self._base + sport + dport + (seq >> 16) + (seq & 0xFFFF) + (ack >> 16) + \
@@ -99,8 +127,8 @@ class TcpTemplate:
         s = (s & 0xFFFF) + (s >> 16)
         s = (s & 0xFFFF) + (s >> 16)
         of, win = self._tail_flags
-        return self._head + _TCPH.pack(sport, dport, seq, ack, of, win, ~s & 0xFFFF, 0) + \
-            self._opts
+        return self._head + self.pack(sport, dport, seq, ack, of, win, ~s & 0xFFFF, 0,
+                                      self._opts)
 
 
 class UdpTemplate:
@@ -247,26 +275,48 @@ def _quoted(buf: bytes | bytearray | memoryview, q: int, end: int, typ: int, cod
 class Cookie:
     """Keyed 32-bit probe cookies (stateless reply validation, as zmap and masscan do).
 
-    ``cookie(target, port, our_port)`` is a keyed BLAKE2b of the probe's identity: a reply
-    is ours only if it carries the cookie of the probe it claims to answer (the SYN's seq
-    comes back as ack - 1, ICMP errors quote it). The key is random per run, so a reply to
-    an earlier run, or someone else's traffic, does not validate.
+    ``cookie(target, port, our_port)`` binds a probe's identity to a per-run secret: a
+    reply is ours only if it carries the cookie of the probe it claims to answer (the SYN's
+    seq comes back as ack - 1, ICMP errors quote it). The key is random per run, so a reply
+    to an earlier run, or someone else's traffic, does not validate.
+
+    Cost matters (one cookie per probe and per reply): the target part is a keyed BLAKE2b
+    of the address (computed once per target), the port parts are entries of two secret
+    tables expanded from the key (SHAKE-256), so a cookie is two lookups and two XORs.
+    An off-path sender who does not know the key has to guess 32 random bits.
     """
 
-    __slots__ = ("_key", "_last", "_state")
+    __slots__ = ("_byte_table", "_key", "_last", "_last_hash", "_prefixes", "port_table",
+                 "sport_table")
 
     def __init__(self, key: bytes) -> None:
         if not 16 <= len(key) <= 64:
             raise ValueError("cookie key must be 16..64 bytes")
         self._key = key
         self._last = b""
-        self._state = hashlib.blake2b(key=key, digest_size=4)
+        self._last_hash = 0
+        stream = hashlib.shake_256(b"portscope-cookie-tables:" + key).digest(4 * (65536 + 512))
+        words = struct.unpack(f"<{65536 + 512}I", stream)
+        self.port_table: list[int] = list(words[:65536])
+        self.sport_table: list[int] = list(words[65536:65792])
+        self._byte_table: list[int] = list(words[65792:])
+        self._prefixes: dict[bytes, int] = {}
+
+    def target_hash(self, target: bytes) -> int:
+        """The target's part: a keyed hash of all but the last byte (cached: a sweep
+        visits each /24 many times) mixed with a secret table entry for the last byte."""
+        if target != self._last:
+            prefix = target[:-1]
+            h = self._prefixes.get(prefix)
+            if h is None:
+                if len(self._prefixes) >= 4096:
+                    self._prefixes.clear()
+                h = self._prefixes[prefix] = int.from_bytes(
+                    hashlib.blake2b(prefix, key=self._key, digest_size=4).digest(), "big")
+            self._last_hash = h ^ self._byte_table[target[-1]]
+            self._last = target
+        return self._last_hash
 
     def __call__(self, target: bytes, port: int, our_port: int) -> int:
-        if target != self._last:  # keyed state absorbed the target once (scans of one host)
-            st = hashlib.blake2b(key=self._key, digest_size=4)
-            st.update(target)
-            self._state, self._last = st, target
-        h = self._state.copy()
-        h.update(_HH.pack(port, our_port))
-        return int.from_bytes(h.digest(), "big")
+        th = self._last_hash if target == self._last else self.target_hash(target)
+        return th ^ self.port_table[port & 0xFFFF] ^ self.sport_table[our_port & 0xFF]
