@@ -248,3 +248,27 @@ def test_terminal_view_never_carries_control_characters(run: ScanRun) -> None:
                       file=io.StringIO())
     console.print(render_terminal(run))
     assert _CONTROL.search(console.export_text()) is None
+
+
+@SETTINGS
+@given(runs(), st.booleans())
+def test_streamed_documents_equal_the_whole_ones(run: ScanRun, ascii_only: bool) -> None:
+    """JSON, XML and normal text are written one host at a time; the bytes are exactly
+    those of the document rendered as one string."""
+    from portscope.report._common import json_dumps
+    from portscope.report.jsondoc import JSONOutput, collapsed_document
+    from portscope.report.nmapxml import XMLOutput, render_xml
+    from portscope.report.normal import NormalOutput, render_normal
+
+    whole = json_dumps(collapsed_document(run), ascii_only=ascii_only, indent=2) + "\n"
+    for cls, expect in ((JSONOutput, whole), (XMLOutput, render_xml(run)),
+                        (NormalOutput, render_normal(run))):
+        buf = io.StringIO()
+        out = cls(buf)
+        out.unicode_ok = not ascii_only
+        out.finish(run)
+        got = buf.getvalue()
+        if cls is JSONOutput or not ascii_only:
+            assert got == expect
+        else:
+            assert got.isascii()

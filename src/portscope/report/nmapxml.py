@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import ClassVar
 
@@ -329,6 +329,12 @@ def host_element(host: Host) -> str:
 
 def render_xml(run: ScanRun) -> str:
     """The whole nmap-style XML document for *run*."""
+    return "".join(iter_xml(run))
+
+
+def iter_xml(run: ScanRun) -> Iterator[str]:
+    """:func:`render_xml` in pieces, one host element at a time (memory does not grow with
+    the number of hosts)."""
     started = run.started
     command = run.command or "portscope"
     out = ['<?xml version="1.0" encoding="UTF-8"?>\n', "<!DOCTYPE nmaprun>\n",
@@ -345,7 +351,9 @@ def render_xml(run: ScanRun) -> str:
                                   ("numservices", len(nums)),
                                   ("services", format_port_list(nums))]), "\n"]
     out.append('<verbose level="0"/>\n<debugging level="0"/>\n')
-    out.extend(host_element(h) for h in run.hosts)
+    yield "".join(out)
+    for h in run.hosts:
+        yield host_element(h)
 
     end = finished_time(run)
     total, up = host_counts(run)
@@ -356,20 +364,19 @@ def render_xml(run: ScanRun) -> str:
         ("exit", "success" if run.complete else "error"),
         ("errormsg", None if run.complete else "scan interrupted: results are incomplete"),
     ]
-    out += ["<runstats>", _tag("finished", finished_attrs),
-            _tag("hosts", [("up", up), ("down", total - up), ("total", total)]),
-            "\n</runstats>\n</nmaprun>\n"]
-    return "".join(out)
+    yield "".join(["<runstats>", _tag("finished", finished_attrs),
+                   _tag("hosts", [("up", up), ("down", total - up), ("total", total)]),
+                   "\n</runstats>\n</nmaprun>\n"])
 
 
 class XMLOutput(Output):
     name: ClassVar[str] = "xml"
 
     def finish(self, run: ScanRun) -> None:
-        doc = render_xml(run)
-        if not self.unicode_ok:
-            doc = doc.encode("ascii", "xmlcharrefreplace").decode("ascii")
-        self.write(doc)
+        for piece in iter_xml(run):
+            if not self.unicode_ok:
+                piece = piece.encode("ascii", "xmlcharrefreplace").decode("ascii")
+            self.write(piece)
 
 
-__all__ = ["XMLOutput", "render_xml"]
+__all__ = ["XMLOutput", "iter_xml", "render_xml"]

@@ -26,7 +26,7 @@ terminal escape sequences. Times are UTC.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC
 from typing import ClassVar
 
@@ -141,32 +141,35 @@ def host_report(host: Host) -> list[str]:
 
 def render_normal(run: ScanRun) -> str:
     """The whole report as text."""
+    return "".join(iter_normal(run))
+
+
+def iter_normal(run: ScanRun) -> Iterator[str]:
+    """:func:`render_normal` in pieces, one host at a time."""
     started = run.started.astimezone(UTC).ctime()
-    lines = [f"# portscope {__version__} scan initiated {started} UTC as: "
-             f"{printable(run.command or 'portscope')}"]
+    yield (f"# portscope {__version__} scan initiated {started} UTC as: "
+           f"{printable(run.command or 'portscope')}\n")
     for i, host in enumerate(run.hosts):
-        if i:
-            lines.append("")
-        lines.extend(host_report(host))
-    lines.append("")
+        yield ("\n" if i else "") + "\n".join(host_report(host)) + "\n"
+    tail = [""]
     if not run.complete:
-        lines.append(INTERRUPTED)
-    lines.append(f"portscope done: {summary_line(run)}")
-    return "\n".join(lines) + "\n"
+        tail.append(INTERRUPTED)
+    tail.append(f"portscope done: {summary_line(run)}")
+    yield "\n".join(tail) + "\n"
 
 
 class NormalOutput(Output):
     name: ClassVar[str] = "normal"
 
     def finish(self, run: ScanRun) -> None:
-        doc = render_normal(run)
-        if not self.unicode_ok:
-            encoding = getattr(self.stream, "encoding", None) or "ascii"
-            try:
-                doc = doc.encode(encoding, "backslashreplace").decode(encoding)
-            except (LookupError, UnicodeError):
-                doc = doc.encode("ascii", "backslashreplace").decode("ascii")
-        self.write(doc)
+        encoding = getattr(self.stream, "encoding", None) or "ascii"
+        for piece in iter_normal(run):
+            if not self.unicode_ok:
+                try:
+                    piece = piece.encode(encoding, "backslashreplace").decode(encoding)
+                except (LookupError, UnicodeError):
+                    piece = piece.encode("ascii", "backslashreplace").decode("ascii")
+            self.write(piece)
 
 
-__all__ = ["NormalOutput", "render_normal"]
+__all__ = ["NormalOutput", "iter_normal", "render_normal"]
