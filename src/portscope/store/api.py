@@ -21,6 +21,7 @@ import json
 import os
 import re
 import socket
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -287,19 +288,25 @@ class Store:
 
         cfg = Config()
         cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-        try:
-            with self.errors(), self.engine.begin() as conn:
-                if self.dialect == "postgresql":  # one migrating process at a time
-                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(7270017)"))
-                    if self._revision(conn) == HEAD_REVISION:
-                        return before, HEAD_REVISION
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "head")
-        except ServiceUnavailable:
-            # another process created the schema at the same moment (SQLite)
-            if self.revision() != HEAD_REVISION:
-                raise
-        return before, HEAD_REVISION
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with self.errors(), self.engine.begin() as conn:
+                    if self.dialect == "postgresql":  # one migrating process at a time
+                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(7270017)"))
+                        if self._revision(conn) == HEAD_REVISION:
+                            return before, HEAD_REVISION
+                    cfg.attributes["connection"] = conn
+                    command.upgrade(cfg, "head")
+                return before, HEAD_REVISION
+            except ServiceUnavailable:
+                # another process migrates at the same moment (SQLite: its DDL is not
+                # one transaction): wait until it is done, or take over where it stopped
+                if self.revision() == HEAD_REVISION:
+                    return before, HEAD_REVISION
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def _upsert(self, table: sa.Table) -> Any:
         if self.dialect == "postgresql":
