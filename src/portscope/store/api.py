@@ -47,8 +47,10 @@ from portscope.model import (
     expand_host,
     utcnow,
 )
+from portscope.store import fastpath
 from portscope.store import ranges as rg
 from portscope.store import schema as t
+from portscope.store.fastpath import PortTuple
 from portscope.store.query import Query
 
 DB_ENV = "PORTSCOPE_DB"
@@ -210,13 +212,6 @@ def _service(d: Any) -> Service | None:
         return None
 
 
-PortTuple = tuple[str, str, int, str, str, "int | None", "str | None", "str | None",
-                  "str | None", "str | None", float]
-"""(address, protocol, port, state, reason, ttl, service name, product, version, service
-JSON, seen as a POSIX timestamp): a port result as plain data, cheap to make, pickle and
-send to the writer process."""
-
-
 def port_tuple(address: str, p: PortResult, seen: float) -> PortTuple:
     svc = p.service
     if svc is None:
@@ -357,8 +352,6 @@ class Store:
 
     # The hot path of a streaming scan: plain SQL through the driver's executemany, with
     # parameters converted here, is ~4x faster than Core's per-row processing.
-    _PORT_COLS = ("run_id", "address", "protocol", "port", "state", "reason", "ttl",
-                  "service_name", "product", "version", "service", "seen")
     _CURRENT_LATEST = ("state", "reason", "service_name", "product", "version", "service",
                        "last_seen", "run_id")
 
@@ -368,12 +361,7 @@ class Store:
             return cached  # type: ignore[no-any-return]
         pg = self.dialect == "postgresql"
         ph = "%s" if pg else "?"
-        js = "CAST(%s AS json)" if pg else "?"
-        values = ", ".join(js if c == "service" else ph for c in self._PORT_COLS)
-        ports_sql = (
-            f"INSERT INTO ports ({', '.join(self._PORT_COLS)}) VALUES ({values}) "
-            "ON CONFLICT (run_id, address, protocol, port) DO UPDATE SET "
-            + ", ".join(f"{c} = excluded.{c}" for c in self._PORT_COLS[4:]))
+        ports_sql = fastpath.ports_sql(pg)
         cur_cols = ("address", "protocol", "port", "state", "reason", "service_name",
                     "product", "version", "service", "first_seen", "state_since",
                     "last_seen", "run_id")
@@ -406,42 +394,14 @@ class Store:
         """The fast path: rows made by :func:`port_tuple`. Results without a service that
         are not open (the bulk of a scan: closed, filtered ...) go into ``port_sets``, one
         row per (address, protocol, state, reason, TTL) of the batch; the rest into
-        ``ports``. The current view is updated from them when the run ends
-        (:meth:`fold_current`)."""
-        ports_sql, _ = self._port_sql()
-        sqlite = self.dialect == "sqlite"
-        fromts = datetime.fromtimestamp
-        port_rows = []
-        groups: dict[tuple[str, str, str, str, int | None], list[int]] = {}
-        latest: dict[tuple[str, str, str, str, int | None], float] = {}
-        for address, proto, port, state, reason, ttl, name, product, version, doc, ts in rows:
-            if doc is None and state != "open":
-                key = (address, proto, state, reason, ttl)
-                members = groups.get(key)
-                if members is None:
-                    groups[key] = [port]
-                    latest[key] = ts
-                else:
-                    members.append(port)
-                    if ts > latest[key]:
-                        latest[key] = ts
-                continue
-            t_ = fromts(ts, UTC)
-            when: Any = t_.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else t_
-            port_rows.append((run_id, address, proto, port, state, reason, ttl, name,
-                              product, version, doc, when))
+        ``ports`` (:mod:`portscope.store.fastpath`). The current view is updated from them
+        when the run ends (:meth:`fold_current`)."""
+        pg = self.dialect == "postgresql"
+        port_rows, set_rows = fastpath.split_batch(run_id, rows, sqlite=not pg)
         if port_rows:
-            conn.exec_driver_sql(ports_sql, port_rows)
-        if groups:
-            set_rows = []
-            for (address, proto, state, reason, ttl), members in groups.items():
-                text, lo, hi, count = rg.encode(members)
-                set_rows.append({
-                    "run_id": run_id, "address": address, "protocol": proto,
-                    "state": state, "reason": reason, "ttl": ttl, "ports": text, "lo": lo,
-                    "hi": hi, "count": count,
-                    "seen": fromts(latest[(address, proto, state, reason, ttl)], UTC)})
-            conn.execute(t.port_sets.insert(), set_rows)
+            conn.exec_driver_sql(fastpath.ports_sql(pg), port_rows)
+        if set_rows:
+            conn.exec_driver_sql(fastpath.sets_sql(pg), set_rows)
 
     def _sets_of(self, conn: Connection, run_id: str
                  ) -> dict[tuple[str, str, int], tuple[str, str, int | None, datetime]]:

@@ -29,7 +29,8 @@ from typing import Any, BinaryIO, cast
 
 from portscope.errors import PortscopeError
 from portscope.model import PortResult, ScanRun
-from portscope.store.api import PortTuple, Store, StoreWriteError, port_tuple
+from portscope.store.api import Store, StoreWriteError, port_tuple
+from portscope.store.fastpath import PortTuple
 from portscope.store.writer_proc import write_frame
 
 DEFAULT_INTERVAL = 0.2
