@@ -441,33 +441,28 @@ class Store:
         spans: dict[GroupKey, list[tuple[int, int]]] = {}
         latest: dict[GroupKey, datetime] = {}
         for host, hrows in by_host.items():
-            mine = own.get(host, set())
-            decoded = [list(rg.decode_ranges(r.ports)) for r in hrows]
-            union = rg.merge_spans(x for d in decoded for x in d)
-            size = sum(b - a + 1 for a, b in union)
-            if size == sum(r.count for r in hrows) and not any(
-                    rg.covers(union, n) for n in mine):
-                # the usual case: the batches are disjoint (each port scanned once)
-                for r, d in zip(hrows, decoded, strict=True):
-                    key = (r.address, r.protocol, r.state, r.reason, r.ttl)
-                    spans.setdefault(key, []).extend(d)
-                    seen = _aware(r.seen) or utcnow()
-                    if key not in latest or seen > latest[key]:
-                        latest[key] = seen
-                continue
-            last: dict[int, Any] = {}  # port -> the latest row that has it
-            for r, d in zip(hrows, decoded, strict=True):
-                for a, b in d:
-                    for n in range(a, b + 1):
-                        last[n] = r
-            for n, r in last.items():
-                if n in mine:
-                    continue
+            # one byte per port: the group that has it (the later row wins), 0 for none
+            groups: dict[GroupKey, int] = {}
+            for r in hrows:
                 key = (r.address, r.protocol, r.state, r.reason, r.ttl)
-                spans.setdefault(key, []).append((n, n))
+                groups.setdefault(key, len(groups) + 1)
                 seen = _aware(r.seen) or utcnow()
                 if key not in latest or seen > latest[key]:
                     latest[key] = seen
+            if len(groups) > 255:
+                raise StoreError(f"run {run_id}: more than 255 kinds of port results for "
+                                 f"{host[0]} {host[1]}")
+            marks = bytearray(65536)
+            for r in hrows:
+                rg.mark(marks, r.ports,
+                        groups[(r.address, r.protocol, r.state, r.reason, r.ttl)])
+            for n in own.get(host, ()):
+                if 0 <= n < 65536:
+                    marks[n] = 0
+            for key, value in groups.items():
+                found = rg.runs_of(marks, value)
+                if found:
+                    spans[key] = found
         conn.execute(t.port_sets.delete().where(s.pk.in_([r.pk for r in rows])))
         new_rows = []
         for key, members in spans.items():

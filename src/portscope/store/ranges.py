@@ -10,6 +10,7 @@ first seen, state since, last seen and run.
 from __future__ import annotations
 
 import bisect
+import re
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import NamedTuple
@@ -41,6 +42,25 @@ def merge_spans(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
         else:
             out.append((lo, hi))
     return out
+
+
+def mark(marks: bytearray, text: str, value: int) -> None:
+    """Set ``marks[port] = value`` for every port of the range list *text*."""
+    for part in text.split(","):
+        if not part:
+            continue
+        a, _, b = part.partition("-")
+        if b:
+            lo, hi = int(a), int(b)
+            marks[lo:hi + 1] = bytes((value,)) * (hi - lo + 1)
+        else:
+            marks[int(a)] = value
+
+
+def runs_of(marks: bytes | bytearray, value: int) -> list[tuple[int, int]]:
+    """The (lo, hi) runs of ports whose mark is *value* (1..255)."""
+    pattern = re.compile(re.escape(bytes((value,))) + b"+")
+    return [(m.start(), m.end() - 1) for m in pattern.finditer(marks)]
 
 
 def covers(spans: list[tuple[int, int]], port: int) -> bool:

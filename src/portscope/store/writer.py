@@ -41,6 +41,7 @@ CHUNK = 2000
 SYNC_TIMEOUT = 600.0
 
 Key = tuple[str, str, int]
+_now = time.time
 
 
 class RunWriter:
@@ -86,9 +87,15 @@ class RunWriter:
         self._thread.start()
 
     def port(self, address: str, result: PortResult) -> None:
-        # hot path: one tuple, one append; no database work here
-        self._buffer.append(port_tuple(address, result, time.time()))
-        self._streamed[(address, result.protocol.value, result.port)] = result
+        # hot path (once per port of a scan): one tuple, one append, no database work;
+        # _value_ is what .value returns, without the enum descriptor (5x faster)
+        proto = result.protocol._value_
+        if result.service is None:
+            self._buffer.append((address, proto, result.port, result.state._value_,
+                                 result.reason, result.ttl, None, None, None, None, _now()))
+        else:
+            self._buffer.append(port_tuple(address, result, _now()))
+        self._streamed[(address, proto, result.port)] = result
 
     def finish(self, run: ScanRun) -> None:
         """Commit the rest and the final run (hosts, findings, status, stats)."""
@@ -96,10 +103,11 @@ class RunWriter:
         streamed = self._streamed
         changed = []
         for h in run.hosts:
+            address = h.address
             for p in h.ports:
-                q = streamed.get((h.address, p.protocol.value, p.port))
+                q = streamed.get((address, p.protocol._value_, p.port))
                 if q is not p and q != p:  # enriched after it was streamed (or new)
-                    changed.append((h.address, p))
+                    changed.append((address, p))
         self.store.finish_run(run, changed_ports=changed)
 
     def close(self) -> None:
