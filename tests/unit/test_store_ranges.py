@@ -54,3 +54,12 @@ def test_remove_hands_back_what_the_ports_had() -> None:
     rest, taken = rg.remove(segs, [22, 80, 81, 200])
     assert [(s.lo, s.hi) for s in rest] == [(1, 21), (23, 79), (82, 100)]
     assert taken == {22: a, 80: a, 81: a}
+
+
+def test_mark_and_runs_of() -> None:
+    marks = bytearray(65536)
+    rg.mark(marks, "1-3,7,65530-65535", 1)
+    rg.mark(marks, "3-4,9", 2)  # a later set wins where they overlap
+    assert rg.runs_of(marks, 1) == [(1, 2), (7, 7), (65530, 65535)]
+    assert rg.runs_of(marks, 2) == [(3, 4), (9, 9)]
+    assert rg.runs_of(marks, 3) == []
