@@ -63,3 +63,8 @@ def test_mark_and_runs_of() -> None:
     assert rg.runs_of(marks, 1) == [(1, 2), (7, 7), (65530, 65535)]
     assert rg.runs_of(marks, 2) == [(3, 4), (9, 9)]
     assert rg.runs_of(marks, 3) == []
+
+
+def test_subtract() -> None:
+    assert rg.subtract([(1, 10), (20, 20), (30, 31)], [1, 5, 20, 31, 99]) == [
+        (2, 4), (6, 10), (30, 30)]

@@ -527,22 +527,17 @@ class Store:
             known = set(conn.execute(sa.select(cp.port).where(
                 cp.address == address, cp.protocol == proto, cp.port.between(lo, hi)
             )).scalars())
-            values = []
+            values: list[tuple[Any, ...]] = []
             sqlite = self.dialect == "sqlite"
             for r in set_rows:
                 seen = _aware(r.seen) or utcnow()
-                rest: list[int] = []
-                if known:
+                spans = list(rg.decode_ranges(r.ports))
+                inside = sorted(n for n in known if rg.covers(spans, n))
+                if inside:
                     when: Any = seen.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else seen
-                    for n in rg.decode(r.ports):
-                        if n in known:
-                            values.append((address, proto, n, r.state, r.reason, None, None,
-                                           None, None, when, when, when, run_id))
-                        else:
-                            rest.append(n)
-                    spans = rg.to_ranges(rest)
-                else:
-                    spans = list(rg.decode_ranges(r.ports))
+                    values.extend((address, proto, n, r.state, r.reason, None, None, None,
+                                   None, when, when, when, run_id) for n in inside)
+                    spans = rg.subtract(spans, inside)
 
                 def update(old: rg.Attrs | None, r: Any = r, seen: datetime = seen
                            ) -> rg.Attrs:

@@ -69,6 +69,18 @@ def covers(spans: list[tuple[int, int]], port: int) -> bool:
     return i >= 0 and spans[i][0] <= port <= spans[i][1]
 
 
+def subtract(spans: list[tuple[int, int]], ports: Iterable[int]) -> list[tuple[int, int]]:
+    """Sorted, disjoint *spans* without *ports*."""
+    out = list(spans)
+    for n in sorted(set(ports)):
+        i = bisect.bisect_right(out, (n, 1 << 30)) - 1
+        if i < 0 or not out[i][0] <= n <= out[i][1]:
+            continue
+        lo, hi = out[i]
+        out[i:i + 1] = [x for x in ((lo, n - 1), (n + 1, hi)) if x[0] <= x[1]]
+    return out
+
+
 def encode_spans(spans: Iterable[tuple[int, int]]) -> tuple[str, int, int, int]:
     """:func:`encode` of the union of (lo, hi) spans."""
     rngs = merge_spans(spans)

@@ -54,7 +54,7 @@ def main() -> int:
     if not first or first[0] != "open":
         return 2
     _, url, run_id = first
-    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:" and "?" not in url:
         return _sqlite_main(url.split(":///", 1)[1], run_id, inp, out)
     return _store_main(url, run_id, inp, out)
 
