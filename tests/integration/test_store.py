@@ -364,3 +364,54 @@ def test_compact_ports_meet_rows_of_their_own(store: Store) -> None:
     assert store.load_run("w").hosts[0].ports == final
     assert store.runs()[0].ports_stored == 10 and len(store.decided("w")) == 10
     assert [r.state for r in store.history(parse_query("port:3 run:w"))] == ["open"]
+
+
+def test_upgrade_from_0001_keeps_per_port_rows(fresh_url: str) -> None:
+    """A store written before schema 0002 (every port a row of its own) is upgraded on
+    open and reads as before; new runs fold into its per-port current view."""
+    from alembic import command
+    from alembic.config import Config
+
+    from portscope.store import api
+
+    s = open_store(fresh_url, upgrade=False)
+    try:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(Path(api.__file__).parent / "migrations"))
+        with s.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0001")
+        assert s.revision() == "0001"
+        ports = tuple(p(n) if n == 22 else p(n, PortState.CLOSED) for n in range(1, 31))
+        old = _run("old", T0, ports)
+        with s.engine.begin() as conn:
+            conn.execute(t.runs.insert().values(
+                id="old", started=T0, finished=T0, complete=True, status="complete",
+                source="scan", command="", scan_types=[], ports_spec="T:1-30",
+                targets=["198.18.0.2"], vantage="", extra={}, stats={}, hosts_up=1,
+                open_ports=1, folded=False))
+            conn.execute(t.hosts.insert().values(run_id="old", address="198.18.0.2",
+                                                 status="up", reason="syn-ack",
+                                                 hostnames=[], doc={}))
+            conn.execute(t.ports.insert(), [
+                {"run_id": "old", "address": "198.18.0.2", "protocol": "tcp", "port": x.port,
+                 "state": x.state.value, "reason": x.reason, "ttl": x.ttl, "seen": T0}
+                for x in ports])
+            # the per-port fold of 0001 (the same statement, still used for own rows)
+            conn.exec_driver_sql(s._port_sql()[1], ("old",))
+            conn.execute(t.runs.update().values(folded=True))
+    finally:
+        s.close()
+    with open_store(fresh_url) as store:
+        assert store.revision() == HEAD_REVISION
+        assert store.load_run("old").hosts[0].ports == old.hosts[0].ports
+        new = _run("new", T0 + timedelta(days=1), tuple(
+            p(n) if n == 23 else p(n, PortState.CLOSED) for n in range(1, 31)))
+        store.save_run(new)
+        cur = {r.port: r for r in store.current()}
+        assert len(cur) == 30 and [n for n, r in cur.items() if r.state == "open"] == [23]
+        assert (cur[22].state, cur[22].state_since, cur[22].first_seen) == (
+            "closed", new.started, T0)
+        assert (cur[5].state_since, cur[5].last_seen, cur[5].run_id) == (T0, new.started,
+                                                                         "new")
+        assert [r.ports_stored for r in store.runs()] == [30, 30]
