@@ -50,7 +50,7 @@ from portscope.model import (
 from portscope.store import fastpath
 from portscope.store import ranges as rg
 from portscope.store import schema as t
-from portscope.store.fastpath import PortTuple
+from portscope.store.fastpath import PortTuple, Row
 from portscope.store.query import Query
 
 DB_ENV = "PORTSCOPE_DB"
@@ -390,7 +390,7 @@ class Store:
                                             for a, p, seen in results])
 
     def add_port_tuples(self, conn: Connection, run_id: str,
-                        rows: Sequence[PortTuple]) -> None:
+                        rows: Sequence[Row]) -> None:
         """The fast path: rows made by :func:`port_tuple`. Results without a service that
         are not open (the bulk of a scan: closed, filtered ...) go into ``port_sets``, one
         row per (address, protocol, state, reason, TTL) of the batch; the rest into

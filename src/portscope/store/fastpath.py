@@ -19,6 +19,19 @@ PortTuple = tuple[str, str, int, str, str, "int | None", "str | None", "str | No
 JSON, seen as a POSIX timestamp): a port result as plain data, cheap to make, pickle and
 send to the writer process."""
 
+GroupKey = tuple[str, str, str, str, "int | None"]
+"""(address, protocol, state, reason, TTL) of a port set."""
+SetTuple = tuple[str, str, str, str, "int | None", list[int], float]
+"""(address, protocol, state, reason, TTL, ports, seen): closed/filtered results without
+a service, grouped by the scanning process (cheaper to make and send than a PortTuple
+each)."""
+Row = PortTuple | SetTuple
+
+
+def results_in(rows: Any) -> int:
+    """How many port results *rows* (PortTuples and SetTuples) hold."""
+    return sum(len(r[5]) if len(r) == 7 else 1 for r in rows)
+
 PORT_COLS = ("run_id", "address", "protocol", "port", "state", "reason", "ttl",
              "service_name", "product", "version", "service", "seen")
 SET_COLS = ("run_id", "address", "protocol", "state", "reason", "ttl", "ports", "lo", "hi",
@@ -57,12 +70,25 @@ def split_batch(run_id: str, rows: Any, *, sqlite: bool
     """The parameters of :func:`ports_sql` and :func:`sets_sql` for a batch. Results
     without a service that are not open (closed, filtered ...: the bulk of a scan) become
     one port set per (address, protocol, state, reason, TTL); the rest rows of their own.
-    """
+    *rows* are :data:`PortTuple` s and :data:`SetTuple` s."""
     fromts = datetime.fromtimestamp
     port_rows: list[tuple[Any, ...]] = []
-    groups: dict[tuple[str, str, str, str, int | None], list[int]] = {}
-    latest: dict[tuple[str, str, str, str, int | None], float] = {}
-    for address, proto, port, state, reason, ttl, name, product, version, doc, ts in rows:
+    groups: dict[GroupKey, list[int]] = {}
+    latest: dict[GroupKey, float] = {}
+    for row in rows:
+        if len(row) == 7:  # a SetTuple
+            address, proto, state, reason, ttl, ports, ts = row
+            key = (address, proto, state, reason, ttl)
+            members = groups.get(key)
+            if members is None:
+                groups[key] = list(ports)
+                latest[key] = ts
+            else:
+                members.extend(ports)
+                if ts > latest[key]:
+                    latest[key] = ts
+            continue
+        address, proto, port, state, reason, ttl, name, product, version, doc, ts = row
         if doc is None and state != "open":
             key = (address, proto, state, reason, ttl)
             members = groups.get(key)
