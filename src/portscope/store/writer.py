@@ -1,10 +1,12 @@
 """Streaming a scan into the store as results arrive.
 
-The scan thread only turns each result into a tuple and appends it to a queue (no
-database work on the hot path). Every ``interval`` seconds (0.2 s) a sender thread hands
-what has accumulated to a writer *process* (:mod:`portscope.store.writer_proc`), which
-commits it in transactions of at most ``CHUNK`` rows. The database work thus runs on
-another core and never competes with the scan for the GIL.
+The scan thread only turns each result into a tuple and appends it to a queue, or, for
+a closed/filtered result without a service (the bulk of a scan), appends its port number
+to a list per (address, protocol, state, reason, TTL) (no database work on the hot
+path). Every ``interval`` seconds (0.2 s) a sender thread hands what has accumulated
+to a writer *process* (:mod:`portscope.store.writer_proc`), which commits it in
+transactions of at most ``CHUNK`` entries. The database work thus runs on another core
+and never competes with the scan for the GIL.
 
 Durability: SQLite runs in WAL mode with ``synchronous=NORMAL``, so a commit survives
 the death of the process (not a power cut). If the scanning process is killed
