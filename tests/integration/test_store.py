@@ -270,3 +270,148 @@ def test_in_memory_store_writes_in_process() -> None:
         assert len(s.decided("m")) == 49 and len(s.current()) == 49
     finally:
         s.close()
+
+
+def _run(rid: str, when: datetime, ports: tuple[PortResult, ...]) -> ScanRun:
+    return ScanRun(id=rid, started=when, finished=when, ports_spec="T:1-10",
+                   targets=("198.18.0.2",), hosts=(
+                       Host("198.18.0.2", HostStatus.UP, "syn-ack", ports=ports),))
+
+
+def test_compact_ports_keep_the_current_view_and_history(store: Store) -> None:
+    """Closed/filtered ports are stored as ranges (port_sets, current_ranges); what the
+    store answers is the same as with one row per port."""
+    day = timedelta(days=1)
+    cl, fi = PortState.CLOSED, PortState.FILTERED
+    a = _run("a", T0, tuple(p(n) if n == 5 else p(n, cl) for n in range(1, 11)))
+    b = _run("b", T0 + day, tuple(p(n) if n == 7 else p(n, cl) for n in range(1, 11)))
+    c = _run("c", T0 + 2 * day, tuple(p(n, fi if n <= 5 else cl) for n in range(1, 11)))
+    old = _run("old", T0 - 3 * day, (p(3),))
+    for run in (a, b, c, old):
+        store.save_run(run)
+        assert store.load_run(run.id) == run
+    with store.engine.connect() as conn:  # only the open ports have rows of their own
+        assert conn.execute(sa.select(sa.func.count()).select_from(t.ports)).scalar() == 3
+    cur = {r.port: r for r in store.current()}
+    assert sorted(cur) == list(range(1, 11))
+    want = {1: ("filtered", T0, c.started), 2: ("filtered", T0, c.started),
+            3: ("filtered", old.started, c.started), 4: ("filtered", T0, c.started),
+            5: ("filtered", T0, c.started), 6: ("closed", T0, T0),
+            7: ("closed", T0, c.started), 8: ("closed", T0, T0)}
+    for n, (state, first, since) in want.items():
+        r = cur[n]
+        assert (r.state, r.first_seen, r.state_since, r.last_seen, r.run_id) == \
+            (state, first, since, c.started, "c"), n
+        assert r.service is None and r.reason == ("conn-refused" if state == "closed"
+                                                   else "no-response")
+    assert [r.port for r in store.current(parse_query("state:closed port:6-8,10"))] == \
+        [6, 7, 8, 10]
+    assert [r.port for r in store.current(parse_query("-state:closed -port:2"))] == \
+        [1, 3, 4, 5]
+    assert store.current(parse_query("service:ssh")) == []
+    assert [r.port for r in store.current(parse_query("reason:conn-refused run:c since:2025-03-02"))
+            ] == [6, 7, 8, 9, 10]
+    assert store.current(parse_query("state:closed host:198.18.1.0/24")) == []
+    assert len(store.current(parse_query("closed"), limit=2)) == 2
+    hist = store.history(parse_query("port:7"))
+    assert [(r.run_id, r.state) for r in hist] == [("a", "closed"), ("b", "open"),
+                                                   ("c", "closed")]
+    assert [r.run_id for r in store.history(parse_query("port:3"))] == ["old", "a", "b",
+                                                                        "c"]
+    assert len(store.history(parse_query("state:closed"))) == 9 + 9 + 5
+    assert [r.ports_stored for r in store.runs()] == [10, 10, 10, 1]
+    counts = store.counts()
+    assert counts["ports"] == 31 and counts["current_ports"] == 10
+    # deleting a run deletes its sets; the current view keeps what it learnt
+    store.delete_run("a")
+    assert store.history(parse_query("run:a")) == [] and len(store.current()) == 10
+
+
+def test_compact_ports_meet_rows_of_their_own(store: Store) -> None:
+    """A port the view knew from a range that opens gets a row of its own (keeping first
+    seen); a port with a row of its own (an older store, an open port) that closes is
+    updated in place, not duplicated."""
+    day = timedelta(days=1)
+    cl = PortState.CLOSED
+    store.save_run(_run("a", T0, tuple(p(n, cl) for n in range(1, 11))))
+    store.save_run(_run("b", T0 + day, tuple(p(n) if n == 4 else p(n, cl)
+                                             for n in range(1, 11))))
+    cur = {r.port: r for r in store.current()}
+    assert len(cur) == 10
+    assert (cur[4].state, cur[4].first_seen, cur[4].state_since) == ("open", T0, T0 + day)
+    assert (cur[5].state, cur[5].first_seen, cur[5].state_since) == ("closed", T0, T0)
+    with store.engine.begin() as conn:  # a closed row as a store before 0002 kept it
+        conn.execute(t.current_ports.insert().values(
+            address="198.18.0.2", protocol="tcp", port=20, state="closed", reason="reset",
+            first_seen=T0 - day, state_since=T0 - day, last_seen=T0 - day, run_id="x"))
+    store.save_run(_run("c", T0 + 2 * day, tuple(p(n, cl) for n in (*range(1, 11), 20))))
+    cur = {r.port: r for r in store.current()}
+    assert sorted(cur) == [*range(1, 11), 20]
+    assert (cur[4].state, cur[4].first_seen, cur[4].state_since) == ("closed", T0,
+                                                                     T0 + 2 * day)
+    assert (cur[20].first_seen, cur[20].state_since, cur[20].last_seen) == (
+        T0 - day, T0 - day, T0 + 2 * day)
+    # within one run, a port's own row wins over a set that also has it
+    header = ScanRun(id="w", started=T0 + 3 * day, complete=False)
+    w = RunWriter(store, interval=0.01)
+    w.start(header)
+    for n in range(1, 11):
+        w.port("198.18.0.2", p(n, cl))
+    final = tuple(p(n, svc=Service("x", method="probe")) if n == 3 else p(n, cl)
+                  for n in range(1, 11))
+    w.finish(replace(header, complete=True, finished=T0 + 3 * day, hosts=(
+        Host("198.18.0.2", HostStatus.UP, "syn-ack", ports=final),)))
+    assert store.load_run("w").hosts[0].ports == final
+    assert store.runs()[0].ports_stored == 10 and len(store.decided("w")) == 10
+    assert [r.state for r in store.history(parse_query("port:3 run:w"))] == ["open"]
+
+
+def test_upgrade_from_0001_keeps_per_port_rows(fresh_url: str) -> None:
+    """A store written before schema 0002 (every port a row of its own) is upgraded on
+    open and reads as before; new runs fold into its per-port current view."""
+    from alembic import command
+    from alembic.config import Config
+
+    from portscope.store import api
+
+    s = open_store(fresh_url, upgrade=False)
+    try:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(Path(api.__file__).parent / "migrations"))
+        with s.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0001")
+        assert s.revision() == "0001"
+        ports = tuple(p(n) if n == 22 else p(n, PortState.CLOSED) for n in range(1, 31))
+        old = _run("old", T0, ports)
+        with s.engine.begin() as conn:
+            conn.execute(t.runs.insert().values(
+                id="old", started=T0, finished=T0, complete=True, status="complete",
+                source="scan", command="", scan_types=[], ports_spec="T:1-30",
+                targets=["198.18.0.2"], vantage="", extra={}, stats={}, hosts_up=1,
+                open_ports=1, folded=False))
+            conn.execute(t.hosts.insert().values(run_id="old", address="198.18.0.2",
+                                                 status="up", reason="syn-ack",
+                                                 hostnames=[], doc={}))
+            conn.execute(t.ports.insert(), [
+                {"run_id": "old", "address": "198.18.0.2", "protocol": "tcp", "port": x.port,
+                 "state": x.state.value, "reason": x.reason, "ttl": x.ttl, "seen": T0}
+                for x in ports])
+            # the per-port fold of 0001 (the same statement, still used for own rows)
+            conn.exec_driver_sql(s._port_sql()[1], ("old",))
+            conn.execute(t.runs.update().values(folded=True))
+    finally:
+        s.close()
+    with open_store(fresh_url) as store:
+        assert store.revision() == HEAD_REVISION
+        assert store.load_run("old").hosts[0].ports == old.hosts[0].ports
+        new = _run("new", T0 + timedelta(days=1), tuple(
+            p(n) if n == 23 else p(n, PortState.CLOSED) for n in range(1, 31)))
+        store.save_run(new)
+        cur = {r.port: r for r in store.current()}
+        assert len(cur) == 30 and [n for n, r in cur.items() if r.state == "open"] == [23]
+        assert (cur[22].state, cur[22].state_since, cur[22].first_seen) == (
+            "closed", new.started, T0)
+        assert (cur[5].state_since, cur[5].last_seen, cur[5].run_id) == (T0, new.started,
+                                                                         "new")
+        assert [r.ports_stored for r in store.runs()] == [30, 30]

@@ -91,7 +91,7 @@ def test_scan_stores_by_default_and_the_history_commands(
     corrupt.write_text('{"schema_version": 1, "run": {"id": 5}}')
     assert cli("diff", str(corrupt), "latest", check=2).stderr.count("\n") == 1
     info = cli("db", "info").stdout
-    assert "schema:   0001" in info and "runs:     1" in info
+    assert "schema:   0002" in info and "runs:     1" in info
     assert "up to date" in cli("db", "upgrade").stdout
 
 

@@ -21,6 +21,7 @@ import json
 import os
 import re
 import socket
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -46,12 +47,15 @@ from portscope.model import (
     expand_host,
     utcnow,
 )
+from portscope.store import fastpath
+from portscope.store import ranges as rg
 from portscope.store import schema as t
+from portscope.store.fastpath import PortTuple, Row
 from portscope.store.query import Query
 
 DB_ENV = "PORTSCOPE_DB"
 DB_FILENAME = "portscope.sqlite3"
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 """The newest migration; a database at an older revision is upgraded on open."""
 
 STALE_AFTER = timedelta(seconds=60)
@@ -208,13 +212,6 @@ def _service(d: Any) -> Service | None:
         return None
 
 
-PortTuple = tuple[str, str, int, str, str, "int | None", "str | None", "str | None",
-                  "str | None", "str | None", float]
-"""(address, protocol, port, state, reason, ttl, service name, product, version, service
-JSON, seen as a POSIX timestamp): a port result as plain data, cheap to make, pickle and
-send to the writer process."""
-
-
 def port_tuple(address: str, p: PortResult, seen: float) -> PortTuple:
     svc = p.service
     if svc is None:
@@ -286,19 +283,25 @@ class Store:
 
         cfg = Config()
         cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-        try:
-            with self.errors(), self.engine.begin() as conn:
-                if self.dialect == "postgresql":  # one migrating process at a time
-                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(7270017)"))
-                    if self._revision(conn) == HEAD_REVISION:
-                        return before, HEAD_REVISION
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "head")
-        except ServiceUnavailable:
-            # another process created the schema at the same moment (SQLite)
-            if self.revision() != HEAD_REVISION:
-                raise
-        return before, HEAD_REVISION
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with self.errors(), self.engine.begin() as conn:
+                    if self.dialect == "postgresql":  # one migrating process at a time
+                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(7270017)"))
+                        if self._revision(conn) == HEAD_REVISION:
+                            return before, HEAD_REVISION
+                    cfg.attributes["connection"] = conn
+                    command.upgrade(cfg, "head")
+                return before, HEAD_REVISION
+            except ServiceUnavailable:
+                # another process migrates at the same moment (SQLite: its DDL is not
+                # one transaction): wait until it is done, or take over where it stopped
+                if self.revision() == HEAD_REVISION:
+                    return before, HEAD_REVISION
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def _upsert(self, table: sa.Table) -> Any:
         if self.dialect == "postgresql":
@@ -349,8 +352,6 @@ class Store:
 
     # The hot path of a streaming scan: plain SQL through the driver's executemany, with
     # parameters converted here, is ~4x faster than Core's per-row processing.
-    _PORT_COLS = ("run_id", "address", "protocol", "port", "state", "reason", "ttl",
-                  "service_name", "product", "version", "service", "seen")
     _CURRENT_LATEST = ("state", "reason", "service_name", "product", "version", "service",
                        "last_seen", "run_id")
 
@@ -360,12 +361,7 @@ class Store:
             return cached  # type: ignore[no-any-return]
         pg = self.dialect == "postgresql"
         ph = "%s" if pg else "?"
-        js = "CAST(%s AS json)" if pg else "?"
-        values = ", ".join(js if c == "service" else ph for c in self._PORT_COLS)
-        ports_sql = (
-            f"INSERT INTO ports ({', '.join(self._PORT_COLS)}) VALUES ({values}) "
-            "ON CONFLICT (run_id, address, protocol, port) DO UPDATE SET "
-            + ", ".join(f"{c} = excluded.{c}" for c in self._PORT_COLS[4:]))
+        ports_sql = fastpath.ports_sql(pg)
         cur_cols = ("address", "protocol", "port", "state", "reason", "service_name",
                     "product", "version", "service", "first_seen", "state_since",
                     "last_seen", "run_id")
@@ -376,10 +372,15 @@ class Store:
                     "excluded.state THEN excluded.last_seen ELSE current_ports.state_since END")
         sets.append("first_seen = CASE WHEN current_ports.first_seen <= excluded.first_seen "
                     "THEN current_ports.first_seen ELSE excluded.first_seen END")
+        conflict = "ON CONFLICT (address, protocol, port) DO UPDATE SET " + ", ".join(sets)
         fold_sql = (f"INSERT INTO current_ports ({', '.join(cur_cols)}) "
                     "SELECT address, protocol, port, state, reason, service_name, product, "
                     f"version, service, seen, seen, seen, run_id FROM ports WHERE run_id = {ph} "
-                    "ON CONFLICT (address, protocol, port) DO UPDATE SET " + ", ".join(sets))
+                    + conflict)
+        # the same for ports of a port set that have a row of their own in the view
+        self._fold_values_sql = (
+            f"INSERT INTO current_ports ({', '.join(cur_cols)}) VALUES "
+            f"({', '.join([ph] * len(cur_cols))}) " + conflict)
         self._port_sql_cache = (ports_sql, fold_sql)
         return ports_sql, fold_sql
 
@@ -389,26 +390,175 @@ class Store:
                                             for a, p, seen in results])
 
     def add_port_tuples(self, conn: Connection, run_id: str,
-                        rows: Sequence[PortTuple]) -> None:
-        """The fast path: rows made by :func:`port_tuple`. The current view is updated
-        from them when the run ends (:meth:`fold_current`)."""
-        ports_sql, _ = self._port_sql()
-        sqlite = self.dialect == "sqlite"
-        fromts = datetime.fromtimestamp
-        port_rows = []
-        for address, proto, port, state, reason, ttl, name, product, version, doc, ts in rows:
-            t_ = fromts(ts, UTC)
-            when: Any = t_.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else t_
-            port_rows.append((run_id, address, proto, port, state, reason, ttl, name,
-                              product, version, doc, when))
-        conn.exec_driver_sql(ports_sql, port_rows)
+                        rows: Sequence[Row]) -> None:
+        """The fast path: rows made by :func:`port_tuple`. Results without a service that
+        are not open (the bulk of a scan: closed, filtered ...) go into ``port_sets``, one
+        row per (address, protocol, state, reason, TTL) of the batch; the rest into
+        ``ports`` (:mod:`portscope.store.fastpath`). The current view is updated from them
+        when the run ends (:meth:`fold_current`)."""
+        pg = self.dialect == "postgresql"
+        port_rows, set_rows = fastpath.split_batch(run_id, rows, sqlite=not pg)
+        if port_rows:
+            conn.exec_driver_sql(fastpath.ports_sql(pg), port_rows)
+        if set_rows:
+            conn.exec_driver_sql(fastpath.sets_sql(pg), set_rows)
+
+    def _sets_of(self, conn: Connection, run_id: str
+                 ) -> dict[tuple[str, str, int], tuple[str, str, int | None, datetime]]:
+        """The ports of a run's port sets: (address, protocol, port) -> (state, reason,
+        TTL, seen); a later row wins over an earlier one."""
+        s = t.port_sets.c
+        out: dict[tuple[str, str, int], tuple[str, str, int | None, datetime]] = {}
+        for r in conn.execute(sa.select(s.address, s.protocol, s.state, s.reason, s.ttl,
+                                        s.ports, s.seen)
+                              .where(s.run_id == run_id).order_by(s.pk)):
+            value = (r.state, r.reason, r.ttl, _aware(r.seen) or utcnow())
+            for n in rg.decode(r.ports):
+                out[(r.address, r.protocol, n)] = value
+        return out
+
+    def _consolidate(self, conn: Connection, run_id: str) -> None:
+        """Merge a run's port sets (one per batch) into one row per group, without the
+        ports that also have a row in ``ports`` (those win; among sets the later row)."""
+        s = t.port_sets.c
+        rows = conn.execute(sa.select(s.pk, s.address, s.protocol, s.state, s.reason,
+                                      s.ttl, s.ports, s.count, s.seen)
+                            .where(s.run_id == run_id).order_by(s.pk)).all()
+        if not rows:
+            return
+        p = t.ports.c
+        own: dict[tuple[str, str], set[int]] = {}
+        for a, pr, n in conn.execute(sa.select(p.address, p.protocol, p.port).where(
+                p.run_id == run_id)):
+            own.setdefault((a, pr), set()).add(n)
+        GroupKey = tuple[str, str, str, str, "int | None"]
+        keys = {(r.address, r.protocol, r.state, r.reason, r.ttl) for r in rows}
+        if len(keys) == len(rows) and not own:
+            return  # already one row per group (a second fold, a single batch)
+        by_host: dict[tuple[str, str], list[Any]] = {}
+        for r in rows:
+            by_host.setdefault((r.address, r.protocol), []).append(r)
+        spans: dict[GroupKey, list[tuple[int, int]]] = {}
+        latest: dict[GroupKey, datetime] = {}
+        for host, hrows in by_host.items():
+            # one byte per port: the group that has it (the later row wins), 0 for none
+            groups: dict[GroupKey, int] = {}
+            for r in hrows:
+                key = (r.address, r.protocol, r.state, r.reason, r.ttl)
+                groups.setdefault(key, len(groups) + 1)
+                seen = _aware(r.seen) or utcnow()
+                if key not in latest or seen > latest[key]:
+                    latest[key] = seen
+            if len(groups) > 255:
+                raise StoreError(f"run {run_id}: more than 255 kinds of port results for "
+                                 f"{host[0]} {host[1]}")
+            marks = bytearray(65536)
+            for r in hrows:
+                rg.mark(marks, r.ports,
+                        groups[(r.address, r.protocol, r.state, r.reason, r.ttl)])
+            for n in own.get(host, ()):
+                if 0 <= n < 65536:
+                    marks[n] = 0
+            for key, value in groups.items():
+                found = rg.runs_of(marks, value)
+                if found:
+                    spans[key] = found
+        conn.execute(t.port_sets.delete().where(s.pk.in_([r.pk for r in rows])))
+        new_rows = []
+        for key, members in spans.items():
+            text, lo, hi, count = rg.encode_spans(members)
+            address, proto, state, reason, ttl = key
+            new_rows.append({"run_id": run_id, "address": address, "protocol": proto,
+                             "state": state, "reason": reason, "ttl": ttl, "ports": text,
+                             "lo": lo, "hi": hi, "count": count,
+                             "seen": _db_time(latest[key])})
+        if new_rows:
+            conn.execute(t.port_sets.insert(), new_rows)
 
     def fold_current(self, conn: Connection, run_id: str) -> None:
         """Merge a run's stored ports into the current view (one set-based statement;
         idempotent, and an older run never overwrites newer knowledge)."""
         _, fold_sql = self._port_sql()
+        self._consolidate(conn, run_id)
+        p, s = t.ports.c, t.port_sets.c
+        own: dict[tuple[str, str], list[int]] = {}
+        for a, pr, n in conn.execute(sa.select(p.address, p.protocol, p.port).where(
+                p.run_id == run_id)):
+            own.setdefault((a, pr), []).append(n)
+        sets: dict[tuple[str, str], list[Any]] = {}
+        for r in conn.execute(sa.select(s.address, s.protocol, s.state, s.reason, s.ports,
+                                        s.lo, s.hi, s.seen)
+                              .where(s.run_id == run_id).order_by(s.pk)):
+            sets.setdefault((r.address, r.protocol), []).append(r)
+        # a port of the run's own rows that the view knew only from a range gets its own
+        # row first (with what the range knew), then the per-port fold updates it
+        for key, members in own.items():
+            self._fold_ranges(conn, run_id, key, members, [])
         conn.exec_driver_sql(fold_sql, (run_id,))
+        for key, set_rows in sets.items():
+            self._fold_ranges(conn, run_id, key, [], set_rows)
         conn.execute(t.runs.update().where(t.runs.c.id == run_id).values(folded=True))
+
+    def _fold_ranges(self, conn: Connection, run_id: str, key: tuple[str, str],
+                     own: list[int], set_rows: list[Any]) -> None:
+        """Fold one (address, protocol) of a run's port sets into ``current_ranges``; ports
+        that have a row in ``current_ports`` are updated there instead."""
+        address, proto = key
+        cr, cp = t.current_ranges.c, t.current_ports.c
+        segs = [rg.Segment(r.lo, r.hi, rg.Attrs(r.state, r.reason,
+                                                _aware(r.first_seen) or utcnow(),
+                                                _aware(r.state_since) or utcnow(),
+                                                _aware(r.last_seen) or utcnow(), r.run_id))
+                for r in conn.execute(sa.select(t.current_ranges).where(
+                    cr.address == address, cr.protocol == proto).order_by(cr.lo))]
+        before = list(segs)
+        if own and segs:
+            segs, taken = rg.remove(segs, own)
+            if taken:
+                conn.execute(t.current_ports.insert(), [
+                    {"address": address, "protocol": proto, "port": n, "state": a.state,
+                     "reason": a.reason, "first_seen": _db_time(a.first_seen),
+                     "state_since": _db_time(a.state_since),
+                     "last_seen": _db_time(a.last_seen), "run_id": a.run_id}
+                    for n, a in taken.items()])
+        if set_rows:
+            lo = min(r.lo for r in set_rows)
+            hi = max(r.hi for r in set_rows)
+            known = set(conn.execute(sa.select(cp.port).where(
+                cp.address == address, cp.protocol == proto, cp.port.between(lo, hi)
+            )).scalars())
+            values: list[tuple[Any, ...]] = []
+            sqlite = self.dialect == "sqlite"
+            for r in set_rows:
+                seen = _aware(r.seen) or utcnow()
+                spans = list(rg.decode_ranges(r.ports))
+                inside = sorted(n for n in known if rg.covers(spans, n))
+                if inside:
+                    when: Any = seen.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else seen
+                    values.extend((address, proto, n, r.state, r.reason, None, None, None,
+                                   None, when, when, when, run_id) for n in inside)
+                    spans = rg.subtract(spans, inside)
+
+                def update(old: rg.Attrs | None, r: Any = r, seen: datetime = seen
+                           ) -> rg.Attrs:
+                    return rg.observe(old, r.state, r.reason, seen, run_id)
+
+                for a, b in spans:
+                    segs = rg.overlay(segs, a, b, update)
+            if values:
+                self._port_sql()
+                conn.exec_driver_sql(self._fold_values_sql, values)
+        if segs != before:
+            conn.execute(t.current_ranges.delete().where(cr.address == address,
+                                                         cr.protocol == proto))
+            if segs:
+                conn.execute(t.current_ranges.insert(), [
+                    {"address": address, "protocol": proto, "lo": g.lo, "hi": g.hi,
+                     "state": g.attrs.state, "reason": g.attrs.reason,
+                     "first_seen": _db_time(g.attrs.first_seen),
+                     "state_since": _db_time(g.attrs.state_since),
+                     "last_seen": _db_time(g.attrs.last_seen), "run_id": g.attrs.run_id}
+                    for g in segs])
 
     def _fold_killed(self) -> None:
         """Fold runs whose process died before it could (killed scans)."""
@@ -457,7 +607,7 @@ class Store:
         host_rows: list[dict[str, Any]] = []
         finding_rows: list[dict[str, Any]] = []
         for h in run.hosts:
-            doc = h.to_dict()
+            doc = replace(h, ports=(), findings=()).to_dict()  # (ports are stored apart)
             for key in ("ports", "findings", "address", "status", "reason", "hostnames"):
                 doc.pop(key, None)
             host_rows.append({"run_id": run.id, "address": h.address, "status": h.status.value,
@@ -493,7 +643,7 @@ class Store:
     def delete_run(self, ref: str) -> str:
         run_id = self.resolve(ref)
         with self.errors(), self.engine.begin() as conn:
-            for table in (t.findings, t.ports, t.hosts):
+            for table in (t.findings, t.ports, t.port_sets, t.hosts):
                 conn.execute(table.delete().where(table.c.run_id == run_id))
             conn.execute(t.runs.delete().where(t.runs.c.id == run_id))
         return run_id
@@ -555,8 +705,13 @@ class Store:
         """Runs, newest first."""
         counts = (sa.select(t.ports.c.run_id, sa.func.count().label("n"))
                   .group_by(t.ports.c.run_id).subquery())
-        q = (sa.select(t.runs, sa.func.coalesce(counts.c.n, 0).label("n"))
+        in_sets = (sa.select(t.port_sets.c.run_id,
+                             sa.func.sum(t.port_sets.c.count).label("n"))
+                   .group_by(t.port_sets.c.run_id).subquery())
+        q = (sa.select(t.runs, (sa.func.coalesce(counts.c.n, 0)
+                                + sa.func.coalesce(in_sets.c.n, 0)).label("n"))
              .outerjoin(counts, counts.c.run_id == t.runs.c.id)
+             .outerjoin(in_sets, in_sets.c.run_id == t.runs.c.id)
              .order_by(t.runs.c.started.desc(), t.runs.c.id.desc()))
         if watch is not None:
             q = q.where(t.runs.c.watch == watch)
@@ -600,11 +755,17 @@ class Store:
             port_rows = conn.execute(sa.select(t.ports).where(t.ports.c.run_id == run_id)).all()
             finding_rows = conn.execute(sa.select(t.findings).where(
                 t.findings.c.run_id == run_id).order_by(t.findings.c.pk)).all()
+            in_sets = self._sets_of(conn, run_id)
         ports: dict[str, list[PortResult]] = {}
         for p in port_rows:
             ports.setdefault(p.address, []).append(PortResult(
                 port=p.port, protocol=Protocol(p.protocol), state=PortState(p.state),
                 reason=p.reason, ttl=p.ttl, service=_service(p.service)))
+            in_sets.pop((p.address, p.protocol, p.port), None)  # its own row wins
+        for (address, proto, n), (state, reason, ttl, _) in in_sets.items():
+            ports.setdefault(address, []).append(PortResult(
+                port=n, protocol=Protocol(proto), state=PortState(state), reason=reason,
+                ttl=ttl))
         found: dict[str, list[Finding]] = {}
         for f in finding_rows:
             with contextlib.suppress(DataError):
@@ -642,8 +803,10 @@ class Store:
         """(address, protocol, port) of every port result stored for a run."""
         p = t.ports.c
         with self.errors(), self.engine.connect() as conn:
-            return {(a, pr, n) for a, pr, n in conn.execute(
+            out = {(a, pr, n) for a, pr, n in conn.execute(
                 sa.select(p.address, p.protocol, p.port).where(p.run_id == run_id))}
+            out.update(self._sets_of(conn, run_id))
+        return out
 
     def latest_run_id(self, *, watch: str | None = None, complete_only: bool = True,
                       before: str | None = None) -> str | None:
@@ -663,13 +826,20 @@ class Store:
         return str(row[0]) if row else None
 
     def counts(self) -> dict[str, int]:
-        """Rows per table (``portscope db info``)."""
+        """Rows per table (``portscope db info``); ``ports`` and ``current_ports`` count
+        port results, also those stored compactly (``port_sets``, ``current_ranges``)."""
         out = {}
         with self.errors(), self.engine.connect() as conn:
-            for table in (t.runs, t.hosts, t.ports, t.findings, t.current_ports, t.alerts,
-                          t.mutes, t.watches):
+            for table in (t.runs, t.hosts, t.ports, t.port_sets, t.findings, t.current_ports,
+                          t.current_ranges, t.alerts, t.mutes, t.watches):
                 out[table.name] = int(conn.execute(
                     sa.select(sa.func.count()).select_from(table)).scalar_one())
+            # ports and current_ports count port results, wherever they are stored
+            out["ports"] += int(conn.execute(sa.select(sa.func.coalesce(
+                sa.func.sum(t.port_sets.c.count), 0))).scalar_one())
+            cr = t.current_ranges.c
+            out["current_ports"] += int(conn.execute(sa.select(sa.func.coalesce(
+                sa.func.sum(cr.hi - cr.lo + 1), 0))).scalar_one())
         return out
 
     # -- queries -------------------------------------------------------------------------
@@ -684,6 +854,12 @@ class Store:
         if query is not None:
             q = query.apply(q, c, time_col=c.last_seen, dialect=self.dialect)
         q = q.order_by(c.address, c.protocol, c.port)
+        cr = t.current_ranges.c
+        rq = sa.select(t.current_ranges)
+        if query is not None:
+            rq = query.apply(rq, _SetColumns(cr), time_col=cr.last_seen,
+                             dialect=self.dialect, ports=False)
+            rq = _port_bounds(rq, query, cr)
         out = []
         with self.errors(), self.engine.connect() as conn:
             for r in conn.execute(q):
@@ -694,10 +870,19 @@ class Store:
                                    first_seen=_aware(r.first_seen) or utcnow(),
                                    state_since=_aware(r.state_since),
                                    last_seen=_aware(r.last_seen) or utcnow(), run_id=r.run_id))
-                if limit is not None and len(out) >= limit:
-                    break
+            for r in conn.execute(rq):
+                if query is not None and not query.host_ok(r.address):
+                    continue
+                first, since = _aware(r.first_seen) or utcnow(), _aware(r.state_since)
+                last = _aware(r.last_seen) or utcnow()
+                for n in range(r.lo, r.hi + 1):
+                    if query is None or query.port_ok(n):
+                        out.append(PortRow(address=r.address, protocol=r.protocol, port=n,
+                                           state=r.state, reason=r.reason, service=None,
+                                           first_seen=first, state_since=since,
+                                           last_seen=last, run_id=r.run_id))
         out.sort(key=lambda r: (address_key(r.address), r.protocol, r.port))
-        return out
+        return out if limit is None else out[:limit]
 
     def history(self, query: Query | None = None, *, limit: int | None = None
                 ) -> list[PortRow]:
@@ -707,18 +892,46 @@ class Store:
         if query is not None:
             q = query.apply(q, c, time_col=c.seen, dialect=self.dialect)
         q = q.order_by(c.seen, c.address, c.protocol, c.port)
+        s = t.port_sets.c
+        sq = sa.select(t.port_sets, t.runs.c.folded).join(t.runs, t.runs.c.id == s.run_id)
+        if query is not None:
+            sq = query.apply(sq, _SetColumns(s), time_col=s.seen, dialect=self.dialect,
+                             ports=False)
+            sq = _port_bounds(sq, query, s)
+        sq = sq.order_by(s.pk)
         out = []
         with self.errors(), self.engine.connect() as conn:
+            own: set[tuple[str, str, str, int]] = set()
             for r in conn.execute(q):
+                own.add((r.run_id, r.address, r.protocol, r.port))
                 if query is not None and not query.host_ok(r.address):
                     continue
                 seen = _aware(r.seen) or utcnow()
                 out.append(PortRow(address=r.address, protocol=r.protocol, port=r.port,
                                    state=r.state, reason=r.reason, service=_service(r.service),
                                    first_seen=seen, last_seen=seen, run_id=r.run_id))
-                if limit is not None and len(out) >= limit:
-                    break
-        return out
+            set_rows = [r for r in conn.execute(sq)
+                        if query is None or query.host_ok(r.address)]
+            unfolded = sorted({r.run_id for r in set_rows if not r.folded})
+            if unfolded:  # a run not consolidated yet: its own rows win over its sets
+                own = set(conn.execute(sa.select(c.run_id, c.address, c.protocol, c.port)
+                                       .where(c.run_id.in_(unfolded))).tuples())
+            found: dict[tuple[str, str, str, int], PortRow] = {}
+            for r in set_rows:
+                seen = _aware(r.seen) or utcnow()
+                for n in rg.decode(r.ports):
+                    if query is not None and not query.port_ok(n):
+                        continue
+                    k = (r.run_id, r.address, r.protocol, n)
+                    if not r.folded and k in own:
+                        continue
+                    found[k] = PortRow(address=r.address, protocol=r.protocol, port=n,
+                                       state=r.state, reason=r.reason, service=None,
+                                       first_seen=seen, last_seen=seen, run_id=r.run_id)
+        if found:
+            out.extend(found.values())
+            out.sort(key=lambda r: (r.last_seen, r.address, r.protocol, r.port))
+        return out if limit is None else out[:limit]
 
     # -- alerts, mutes, watches --------------------------------------------------------------
 
@@ -797,6 +1010,25 @@ class Store:
             conn.execute(ins.on_conflict_do_update(
                 index_elements=["name"],
                 set_={k: ins.excluded[k] for k in row if k != "name"}).values(**row))
+
+
+class _SetColumns:
+    """The port columns of ``port_sets``/``current_ranges`` for :meth:`Query.apply`:
+    ports stored there have no service (NULL, as in a per-port row without one)."""
+
+    def __init__(self, cols: Any) -> None:
+        self.protocol = cols.protocol
+        self.state = cols.state
+        self.reason = cols.reason
+        self.run_id = cols.run_id
+        self.service_name = self.product = self.version = sa.null()
+
+
+def _port_bounds(select: Any, query: Query, cols: Any) -> Any:
+    """Leave out the rows whose port range misses the query's positive port terms."""
+    for lo, hi in query.port_ranges() or ():
+        select = select.where(cols.hi >= lo, cols.lo <= hi)
+    return select
 
 
 def _pid_alive(pid: int) -> bool:

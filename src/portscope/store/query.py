@@ -142,14 +142,42 @@ class Query:
                 return False
         return True
 
-    def apply(self, select: Any, cols: Any, *, time_col: Any, dialect: str) -> Any:
+    def port_ok(self, port: int) -> bool:
+        """The ``port`` terms, matched here (for compactly stored port ranges, see
+        :meth:`apply` with ``ports=False``)."""
+        for term in self.terms:
+            if term.key != "port":
+                continue
+            rngs = _port_ranges(list(term.values), f"port:{','.join(term.values)}")
+            hit = any(a <= port <= b for a, b in rngs)
+            if hit == term.negate:
+                return False
+        return True
+
+    def port_ranges(self) -> list[tuple[int, int]] | None:
+        """The ports the positive ``port`` terms allow, as (lo, hi) bounds of each term
+        intersected (None: any port); negated terms are left to :meth:`port_ok`."""
+        lo, hi, seen = 0, 65535, False
+        for term in self.terms:
+            if term.key == "port" and not term.negate:
+                rngs = _port_ranges(list(term.values), term.key)
+                lo = max(lo, min(a for a, _ in rngs))
+                hi = min(hi, max(b for _, b in rngs))
+                seen = True
+        return [(lo, hi)] if seen else None
+
+    def apply(self, select: Any, cols: Any, *, time_col: Any, dialect: str,
+              ports: bool = True) -> Any:
         """Add the WHERE clauses of this query to a SQLAlchemy select over a table with
-        the port columns (``ports`` or ``current_ports``)."""
+        the port columns (``ports`` or ``current_ports``). ``ports=False`` leaves the
+        ``port`` terms out (the caller matches them with :meth:`port_ok`)."""
         import sqlalchemy as sa
 
         for term in self.terms:
             clause: Any
             if term.key == "port":
+                if not ports:
+                    continue
                 rngs = _port_ranges(list(term.values), f"port:{','.join(term.values)}")
                 clause = sa.or_(*[cols.port == a if a == b else cols.port.between(a, b)
                                   for a, b in rngs])

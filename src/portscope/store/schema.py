@@ -79,6 +79,29 @@ ports = sa.Table(
     sa.Index("ix_ports_port_state", "port", "state"),
 )
 
+# Port results without a service that are not open (closed, filtered ...: the bulk of a
+# scan) are stored compactly: one row per batch and (host, protocol, state, reason, TTL)
+# with the ports as a range list "1-21,23-79,81". A finished run has one row per group.
+# A port of a run is either in ``ports`` or in ``port_sets``; readers expand the sets.
+port_sets = sa.Table(
+    "port_sets", metadata,
+    sa.Column("pk", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("address", sa.String(64), nullable=False),
+    sa.Column("protocol", sa.String(8), nullable=False),
+    sa.Column("state", sa.String(24), nullable=False),
+    sa.Column("reason", sa.String(64), nullable=False, default=""),
+    sa.Column("ttl", sa.Integer),
+    sa.Column("ports", sa.Text, nullable=False),  # "1-21,23-79,81"
+    sa.Column("lo", sa.Integer, nullable=False),  # lowest and highest port, and how many
+    sa.Column("hi", sa.Integer, nullable=False),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("seen", Time, nullable=False),
+    sa.Index("ix_port_sets_run", "run_id", "address"),
+    sa.Index("ix_port_sets_state", "state"),
+)
+
 findings = sa.Table(
     "findings", metadata,
     sa.Column("pk", sa.Integer, primary_key=True, autoincrement=True),
@@ -112,6 +135,24 @@ current_ports = sa.Table(
     sa.Column("run_id", sa.String(64), nullable=False),  # run of the last observation
     sa.Index("ix_current_port_state", "port", "state"),
     sa.Index("ix_current_last_seen", "last_seen"),
+)
+
+# The current view of ports known only from port sets: runs of consecutive ports with
+# the same current state (and first seen, state since, last seen, run). A port is in
+# ``current_ports`` or covered by one range here, never both.
+current_ranges = sa.Table(
+    "current_ranges", metadata,
+    sa.Column("address", sa.String(64), primary_key=True),
+    sa.Column("protocol", sa.String(8), primary_key=True),
+    sa.Column("lo", sa.Integer, primary_key=True),
+    sa.Column("hi", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(24), nullable=False),
+    sa.Column("reason", sa.String(64), nullable=False, default=""),
+    sa.Column("first_seen", Time, nullable=False),
+    sa.Column("state_since", Time, nullable=False),
+    sa.Column("last_seen", Time, nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Index("ix_current_ranges_state", "state"),
 )
 
 alerts = sa.Table(

@@ -17,6 +17,7 @@ import contextlib
 import pickle
 import struct
 import sys
+from collections.abc import Callable
 from typing import IO, Any
 
 HEADER = struct.Struct(">I")
@@ -43,9 +44,6 @@ def read_frame(stream: IO[bytes]) -> Any:
 def main() -> int:
     import os
 
-    from portscope.errors import PortscopeError
-    from portscope.store.api import open_store
-
     # the scan has priority; this process catches up (what it was sent is safe: it
     # drains its input even after the scanning process died)
     with contextlib.suppress(OSError):
@@ -56,7 +54,66 @@ def main() -> int:
     if not first or first[0] != "open":
         return 2
     _, url, run_id = first
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:" and "?" not in url:
+        return _sqlite_main(url.split(":///", 1)[1], run_id, inp, out)
+    return _store_main(url, run_id, inp, out)
+
+
+def _sqlite_main(path: str, run_id: str, inp: IO[bytes], out: IO[str]) -> int:
+    """A SQLite store through the driver alone (the statements of
+    :mod:`portscope.store.fastpath`, as the store itself runs them)."""
+    import sqlite3
+    import time
+
+    from portscope.store import fastpath
+
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON",
+                   "busy_timeout=30000"):  # as api._sqlite_pragmas
+        conn.execute(f"PRAGMA {pragma}")
+    ports_sql, sets_sql = fastpath.ports_sql(False), fastpath.sets_sql(False)
+    beat_sql = fastpath.heartbeat_sql(False)
+
+    def write(rows: list[Any]) -> None:
+        port_rows, set_rows = fastpath.split_batch(run_id, rows, sqlite=True)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if port_rows:
+                conn.executemany(ports_sql, port_rows)
+            if set_rows:
+                conn.executemany(sets_sql, set_rows)
+            conn.execute(beat_sql, (fastpath.db_time(time.time(), True), run_id))
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+
+    try:
+        return _loop(inp, out, write, sqlite3.Error)
+    finally:
+        conn.close()
+
+
+def _store_main(url: str, run_id: str, inp: IO[bytes], out: IO[str]) -> int:
+    from portscope.errors import PortscopeError
+    from portscope.store.api import open_store
+
     store = open_store(url, upgrade=False)
+
+    def write(rows: list[Any]) -> None:
+        with store.errors(), store.engine.begin() as conn:
+            store.add_port_tuples(conn, run_id, rows)
+            store.heartbeat(run_id, conn=conn)
+
+    try:
+        return _loop(inp, out, write, PortscopeError)
+    finally:
+        store.close()
+
+
+def _loop(inp: IO[bytes], out: IO[str], write: Callable[[list[Any]], None],
+          errors: type[Exception] | tuple[type[Exception], ...]) -> int:
     failed: list[Any] = []
     try:
         while True:
@@ -68,14 +125,12 @@ def main() -> int:
                 rows = failed + list(frame[1])
                 failed = []
                 for i in range(0, len(rows), CHUNK):
-                    chunk = rows[i:i + CHUNK]
                     try:
-                        with store.errors(), store.engine.begin() as conn:
-                            store.add_port_tuples(conn, run_id, chunk)
-                            store.heartbeat(run_id, conn=conn)
-                    except PortscopeError as exc:  # busy or gone: keep, retry next frame
+                        write(rows[i:i + CHUNK])
+                    except errors as exc:  # busy or gone: keep, retry next frame
                         failed.extend(rows[i:])
-                        out.write(f"error {exc.message}\n")
+                        text = str(getattr(exc, "message", exc)).replace("\n", " ")
+                        out.write(f"error {text}\n")
                         out.flush()
                         break
             elif kind == "sync":
@@ -83,12 +138,8 @@ def main() -> int:
                 out.flush()
     finally:
         if failed:
-            try:
-                with store.errors(), store.engine.begin() as conn:
-                    store.add_port_tuples(conn, run_id, failed)
-            except PortscopeError:
-                pass
-        store.close()
+            with contextlib.suppress(Exception):
+                write(failed)
     return 0
 
 
