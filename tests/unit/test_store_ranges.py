@@ -68,3 +68,33 @@ def test_mark_and_runs_of() -> None:
 def test_subtract() -> None:
     assert rg.subtract([(1, 10), (20, 20), (30, 31)], [1, 5, 20, 31, 99]) == [
         (2, 4), (6, 10), (30, 30)]
+
+
+def test_overlay_many_equals_one_overlay_per_span() -> None:
+    """The one-pass overlay of a whole port set gives exactly what one overlay per span
+    gives, over random fragmented histories (the top-ports pattern)."""
+    import random
+
+    rnd = random.Random(1234)
+    for trial in range(300):
+        segs: list[rg.Segment] = []
+        for run in range(rnd.randint(0, 4)):
+            ports = rnd.sample(range(1, 200), rnd.randint(1, 120))
+            spans = [(a, b) for a, b in rg.to_ranges(ports)]
+            state = rnd.choice(["closed", "filtered"])
+            when = T0 + timedelta(hours=rnd.randint(-5, 5))
+
+            def update(o: rg.Attrs | None, state: str = state, when: datetime = when,
+                       run: int = run) -> rg.Attrs:
+                return rg.observe(o, state, "reset", when, f"r{run}")
+
+            one_by_one = segs
+            for a, b in spans:
+                one_by_one = rg.overlay(one_by_one, a, b, update)
+            many = rg.overlay_many(segs, spans, update)
+            assert many == one_by_one, (trial, run)
+            segs = many
+    # overlapping spans (never from the store) still give the sequential result
+    upd = lambda o: rg.observe(o, "closed", "reset", T0, "x")  # noqa: E731
+    assert rg.overlay_many([], [(1, 5), (3, 8)], upd) == rg.overlay(
+        rg.overlay([], 1, 5, upd), 3, 8, upd)

@@ -543,8 +543,7 @@ class Store:
                            ) -> rg.Attrs:
                     return rg.observe(old, r.state, r.reason, seen, run_id)
 
-                for a, b in spans:
-                    segs = rg.overlay(segs, a, b, update)
+                segs = rg.overlay_many(segs, spans, update)
             if values:
                 self._port_sql()
                 conn.exec_driver_sql(self._fold_values_sql, values)

@@ -10,6 +10,7 @@ first seen, state since, last seen and run.
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
@@ -165,6 +166,44 @@ def overlay(segments: list[Segment], lo: int, hi: int,
             out.append(Segment(hi + 1, seg.hi, seg.attrs))
     if pos <= hi:
         out.append(Segment(pos, hi, update(None)))
+    return coalesce(out)
+
+
+def overlay_many(segments: list[Segment], spans: Iterable[tuple[int, int]],
+                 update: Callable[[Attrs | None], Attrs]) -> list[Segment]:
+    """:func:`overlay` of every span of *spans* (sorted and disjoint, as a stored port set
+    decodes) in one pass: linear, where one :func:`overlay` per span is quadratic in the
+    number of fragments (the top 1,000 ports are ~600 separate runs)."""
+    todo = sorted(spans)
+    if any(a[1] >= b[0] for a, b in itertools.pairwise(todo)):
+        for lo, hi in todo:  # overlapping spans: one at a time (never from the store)
+            segments = overlay(segments, lo, hi, update)
+        return segments
+    segs = list(segments)
+    out: list[Segment] = []
+    i = 0
+    for lo, hi in todo:
+        while i < len(segs) and segs[i].hi < lo:
+            out.append(segs[i])
+            i += 1
+        pos = lo  # next port of lo..hi not handled yet
+        while i < len(segs) and segs[i].lo <= hi:
+            seg = segs[i]
+            if seg.lo < pos:
+                out.append(Segment(seg.lo, pos - 1, seg.attrs))
+            start = max(seg.lo, pos)
+            if pos < start:
+                out.append(Segment(pos, start - 1, update(None)))
+            end = min(seg.hi, hi)
+            out.append(Segment(start, end, update(seg.attrs)))
+            pos = end + 1
+            if seg.hi > hi:
+                segs[i] = Segment(hi + 1, seg.hi, seg.attrs)  # the rest meets later spans
+                break
+            i += 1
+        if pos <= hi:
+            out.append(Segment(pos, hi, update(None)))
+    out.extend(segs[i:])
     return coalesce(out)
 
 
