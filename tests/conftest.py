@@ -223,6 +223,17 @@ def module_lab_host(module_lab: lablib.Lab) -> lablib.LabHost:
     return module_lab.add_host()
 
 
+@pytest.fixture
+def own_lab_host(module_lab: lablib.Lab) -> Iterator[lablib.LabHost]:
+    """A fresh host of the module's lab for one test, closed (processes killed, namespace
+    deleted) after it."""
+    host = module_lab.add_host()
+    try:
+        yield host
+    finally:
+        host.close()
+
+
 @pytest.fixture(scope="session")
 def nmap_bin() -> str:
     """Path of nmap (the reference scanner); skip, or fail under CI, without it."""
