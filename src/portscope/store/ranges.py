@@ -148,25 +148,7 @@ def overlay(segments: list[Segment], lo: int, hi: int,
             update: Callable[[Attrs | None], Attrs]) -> list[Segment]:
     """*segments* (sorted, disjoint) with ports lo..hi replaced by ``update(old)`` (old is
     None where no segment covered them); adjacent equal segments are merged."""
-    out: list[Segment] = []
-    pos = lo  # next port of lo..hi not handled yet
-    for seg in segments:
-        if seg.hi < lo or seg.lo > hi:
-            out.append(seg)
-            continue
-        if seg.lo < lo:
-            out.append(Segment(seg.lo, lo - 1, seg.attrs))
-        start = max(seg.lo, lo)
-        if pos < start:
-            out.append(Segment(pos, start - 1, update(None)))
-        end = min(seg.hi, hi)
-        out.append(Segment(start, end, update(seg.attrs)))
-        pos = end + 1
-        if seg.hi > hi:
-            out.append(Segment(hi + 1, seg.hi, seg.attrs))
-    if pos <= hi:
-        out.append(Segment(pos, hi, update(None)))
-    return coalesce(out)
+    return overlay_many(segments, [(lo, hi)], update)
 
 
 def overlay_many(segments: list[Segment], spans: Iterable[tuple[int, int]],
