@@ -77,6 +77,17 @@ async def record(engine: ServiceEngine, host: Host, name: str, proto: str, port:
             "answers": [encode(a) for a in answers], "service": svc}
 
 
+def save(fixtures: list[dict[str, object]]) -> None:
+    """Write each fixture as ``<name>.json`` next to this script and say what it named."""
+    for fixture in fixtures:
+        path = HERE / f"{fixture['name']}.json"
+        path.write_text(json.dumps(fixture, indent=1, sort_keys=True) + "\n")
+        svc = fixture["service"]
+        assert isinstance(svc, dict)
+        print(path.name, svc["product"], svc["version"], svc.get("extrainfo") or "",
+              file=sys.stderr)
+
+
 def main() -> None:
     with Lab() as lab:
         host = lab.add_host()
@@ -94,11 +105,7 @@ def main() -> None:
                 engine = ServiceEngine(ServiceOptions())
                 return [await record(engine, model_host, *case) for case in CASES]
 
-            for fixture in asyncio.run(all_cases()):
-                path = HERE / f"{fixture['name']}.json"
-                path.write_text(json.dumps(fixture, indent=1, sort_keys=True) + "\n")
-                print(path.name, fixture["service"]["product"], fixture["service"]["version"],
-                      file=sys.stderr)
+            save(asyncio.run(all_cases()))
         finally:
             for d in daemons:
                 d.stop()

@@ -13,19 +13,15 @@ an RFB 3.3 server) are asserted in tests/unit/test_service_replays_desktop.py.
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
-import sys
-from pathlib import Path
 
-from record import record  # type: ignore[import-not-found]  # the sibling script
+from record import record, save  # type: ignore[import-not-found]  # the sibling script
 
 from portscope.engine.services import ServiceEngine, ServiceOptions
 from portscope.model import Host, HostStatus
 from portscope.testing import daemons as D
 from portscope.testing.lab import Lab
 
-HERE = Path(__file__).parent
 
 # host index -> (fixture name, protocol, port, transport, implicit TLS)
 CASES = {
@@ -65,13 +61,7 @@ def main() -> None:
                     out += [await record(engine, model_host, *case) for case in cases]
                 return out
 
-            for fixture in asyncio.run(all_cases()):
-                path = HERE / f"{fixture['name']}.json"
-                path.write_text(json.dumps(fixture, indent=1, sort_keys=True) + "\n")
-                svc = fixture["service"]
-                assert isinstance(svc, dict)
-                print(path.name, svc["product"], svc["version"], svc["extrainfo"],
-                      file=sys.stderr)
+            save(asyncio.run(all_cases()))
         finally:
             for d in daemons:
                 d.stop()
