@@ -22,7 +22,6 @@ from portscope.model import Host, HostStatus
 from portscope.testing import daemons as D
 from portscope.testing.lab import Lab
 
-
 # host index -> (fixture name, protocol, port, transport, implicit TLS)
 CASES = {
     0: [("tigervnc-none", "vnc", 5901, "tcp", False),

@@ -21,7 +21,6 @@ from portscope.model import Host, HostStatus
 from portscope.testing import daemons as D
 from portscope.testing.lab import Lab
 
-
 # (host: 0 = databases and directories, 1 = Samba default, 2 = Samba with SMBv1) ->
 # (fixture name, protocol, port, transport, implicit TLS)
 CASES = {
