@@ -50,7 +50,7 @@ def test_resume_from_an_index_continues_the_same_walk() -> None:
     full = list(space.walk())
     rest = list(space.walk(start=137))
     assert rest == full[137:]
-    assert [p.index for p in rest][:3] == [137, 138, 139]
+    assert [p.position for p in rest][:3] == [137, 138, 139]
 
 
 def test_sequential_order_without_randomisation() -> None:

@@ -43,7 +43,8 @@ from portscope.engine.connect import EngineStats, ResultCallback
 from portscope.engine.rawsock import RawIO
 from portscope.engine.sender import ProcessSender
 from portscope.engine.timing import RateController, RttEstimator, Timing, TokenBucket
-from portscope.model import PortResult, PortState, Protocol, Reason
+from portscope.model import PortState, Protocol, Reason
+from portscope.model.core import fast_port_result
 from portscope.packets.fast import (
     K_ICMP_ERROR,
     K_TCP,
@@ -240,7 +241,7 @@ class RawEngine:
             probe = e[0]
             assert isinstance(probe, Probe)
             stats.results += 1
-            on_result(probe.address, PortResult(probe.port, proto_enum, state, reason, ttl))
+            on_result(probe.address, fast_port_result(probe.port, proto_enum, state, reason, ttl))
 
         def transmit(key: tuple[bytes, int], e: list[Any], now: float) -> bool:
             """Send the next try of *e*; False when the local send queue is full."""
@@ -293,7 +294,7 @@ class RawEngine:
         sport_table = cookie_of.sport_table
         tcp_memo: dict[tuple[int, int], tuple[Any, bool] | None] = {}
         INFLIGHT = _INFLIGHT
-        PortResult_ = PortResult
+        PortResult_ = fast_port_result
 
         def tcp_verdict(flags: int, window: int, target: bytes, port: int, our_port: int,
                         seq: int, ack: int, ttl: int) -> tuple[Any, bool] | None:
@@ -347,7 +348,10 @@ class RawEngine:
                         g.answers += 1
                         rate.answers += 1
                         if off == 0:
-                            if tries == 1 and e[5] == INFLIGHT:
+                            # every RTT sample at first, then every 8th: a -p- scan has
+                            # 60k answers and the estimate has long settled
+                            if tries == 1 and e[5] == INFLIGHT and (
+                                    g.answers < 64 or not g.answers & 7):
                                 g.rtt.update(now - e[2])
                         else:
                             g.drops += 1

@@ -72,13 +72,11 @@ def read_state(path: str) -> ScanState:
 
 def filter_decided(probes: Iterator[Probe], decided: set[tuple[str, str, int]]
                    ) -> Iterator[Probe]:
-    """The walk without the probes already decided."""
+    """The walk without the probes already decided (the walk itself when none are: no
+    generator layer on the engine's hot path)."""
     if not decided:
-        yield from probes
-        return
-    for p in probes:
-        if (p.address, p.protocol, p.port) not in decided:
-            yield p
+        return probes
+    return (p for p in probes if (p.address, p.protocol, p.port) not in decided)
 
 
 class StateWriter:

@@ -3,6 +3,7 @@
 from portscope.model.collapse import (
     DEFAULT_COLLAPSE_THRESHOLD,
     collapse_host,
+    collapse_ports,
     expand_host,
     format_port_list,
     iter_port_list,
@@ -79,6 +80,7 @@ __all__ = [
     "bind_scope",
     "canonical_address",
     "collapse_host",
+    "collapse_ports",
     "expand_host",
     "format_port_list",
     "format_time",

@@ -10,7 +10,7 @@ but the reply TTLs of the summarised ports:
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 
 from portscope.model.core import ExtraPorts, ExtraReason, Host, PortResult, PortState, Protocol
@@ -24,15 +24,18 @@ _NEVER_COLLAPSE = frozenset({PortState.OPEN})
 
 def format_port_list(ports: Iterable[int]) -> str:
     """``[1, 2, 3, 7]`` -> ``"1-3,7"``."""
-    out: list[str] = []
     items = sorted(set(ports))
-    i = 0
-    while i < len(items):
-        j = i
-        while j + 1 < len(items) and items[j + 1] == items[j] + 1:
-            j += 1
-        out.append(str(items[i]) if i == j else f"{items[i]}-{items[j]}")
-        i = j + 1
+    if not items:
+        return ""
+    out: list[str] = []
+    it = iter(items)
+    start = prev = next(it)
+    for x in it:
+        if x != prev + 1:
+            out.append(str(start) if start == prev else f"{start}-{prev}")
+            start = x
+        prev = x
+    out.append(str(start) if start == prev else f"{start}-{prev}")
     return ",".join(out)
 
 
@@ -55,27 +58,46 @@ def collapse_host(host: Host, threshold: int = DEFAULT_COLLAPSE_THRESHOLD) -> Ho
     number; their reply TTL is dropped (as in nmap's <extraports>)."""
     if threshold < 0:
         return host
+    keep, extras = collapse_ports(host.ports, threshold, lambda p: p.service is not None)
+    keep.sort(key=lambda p: (p.protocol.value, p.port))
+    return replace(host, ports=tuple(keep), extraports=(*host.extraports, *extras))
+
+
+def collapse_ports(ports: Iterable[PortResult], threshold: int,
+                   listed: Callable[[PortResult], bool]
+                   ) -> tuple[list[PortResult], list[ExtraPorts]]:
+    """The ports that stay listed, and one ``ExtraPorts`` per state group larger than
+    *threshold* for the rest (open ports and those *listed* says must stay are never
+    summarised). One pass over the ports and one per summarised group: it runs on every
+    report of a 65,535-port scan."""
     groups: dict[PortState, list[PortResult]] = defaultdict(list)
-    for p in host.ports:
+    for p in ports:
         groups[p.state].append(p)
     keep: list[PortResult] = []
-    extras: list[ExtraPorts] = list(host.extraports)
-    for state, ports in groups.items():
-        collapsible = [p for p in ports if p.service is None]
-        if state in _NEVER_COLLAPSE or len(ports) <= threshold or len(collapsible) <= threshold:
-            keep.extend(ports)
+    extras: list[ExtraPorts] = []
+    for state, members in groups.items():
+        if state in _NEVER_COLLAPSE or len(members) <= threshold:
+            keep.extend(members)
             continue
-        keep.extend(p for p in ports if p.service is not None)
+        stay = [p for p in members if p.service is not None and listed(p)]
+        if len(members) - len(stay) <= threshold:
+            keep.extend(members)
+            continue
+        keep.extend(stay)
         by_reason: dict[tuple[str, Protocol], list[int]] = defaultdict(list)
-        for p in collapsible:
-            by_reason[(p.reason, p.protocol)].append(p.port)
+        if stay:
+            for p in members:
+                if p.service is None or not listed(p):
+                    by_reason[(p.reason, p.protocol)].append(p.port)
+        else:
+            for p in members:
+                by_reason[(p.reason, p.protocol)].append(p.port)
         reasons = tuple(
             ExtraReason(reason=r, count=len(nums), protocol=proto, ports=format_port_list(nums))
             for (r, proto), nums in sorted(by_reason.items(), key=lambda kv: (-len(kv[1]), kv[0]))
         )
-        extras.append(ExtraPorts(state=state, count=len(collapsible), reasons=reasons))
-    keep.sort(key=lambda p: (p.protocol.value, p.port))
-    return replace(host, ports=tuple(keep), extraports=tuple(extras))
+        extras.append(ExtraPorts(state=state, count=len(members) - len(stay), reasons=reasons))
+    return keep, extras
 
 
 def expand_host(host: Host) -> Host:

@@ -24,7 +24,7 @@ from portscope.model import (
     ScanRun,
     Service,
     Severity,
-    collapse_host,
+    collapse_ports,
     format_port_list,
     iter_port_list,
 )
@@ -157,26 +157,28 @@ def _merge_extraports(groups: Iterable[ExtraPorts]) -> tuple[ExtraPorts, ...]:
     return tuple(out)
 
 
-def _collapsible(p: PortResult) -> PortResult:
-    """For display, a non-open port is summarised even if it carries a TTL or a
-    port-table guess (the model keeps those listed so that JSON loses nothing)."""
-    if p.state is PortState.OPEN or (p.service is not None and p.service.detected):
-        return p
-    if p.service is None and p.ttl is None:
-        return p
-    # direct construction: dataclasses.replace costs ~5x more, and this runs per port
-    return PortResult(p.port, p.protocol, p.state, p.reason)
+def _detected(p: PortResult) -> bool:
+    return p.service is not None and p.service.detected
 
 
 def display_host(host: Host, threshold: int = DEFAULT_COLLAPSE_THRESHOLD) -> Host:
     """*host* as the human and nmap formats show it: big groups of uninteresting ports
-    in ``extraports`` (one group per state), the rest listed in protocol/port order."""
-    originals = {p.key: p for p in host.ports}
-    collapsed = collapse_host(replace(host, ports=tuple(_collapsible(p) for p in host.ports)),
-                              threshold)
-    ports = sorted_ports(originals[p.key] for p in collapsed.ports)
-    return replace(collapsed, ports=tuple(ports),
-                   extraports=_merge_extraports(collapsed.extraports))
+    in ``extraports`` (one group per state), the rest listed in protocol/port order.
+    For display, a non-open port is summarised even if it carries a TTL or a port-table
+    guess (the model keeps those listed so that JSON loses nothing); only a detected
+    service keeps it listed."""
+    if threshold < 0:
+        keep, extras = list(host.ports), list[ExtraPorts]()
+    else:
+        keep, extras = collapse_ports(host.ports, threshold, _detected)
+    if host.extraports:
+        merged = _merge_extraports((*host.extraports, *extras))
+    else:  # one group per state already: only the order of the merge
+        merged = tuple(sorted(
+            (replace(g, reasons=tuple(sorted(
+                g.reasons, key=lambda e: (-e.count, e.protocol.value, e.reason))))
+             for g in extras), key=lambda g: -g.count))
+    return replace(host, ports=tuple(sorted_ports(keep)), extraports=merged)
 
 
 def scanned_ports(run: ScanRun) -> dict[Protocol, list[int]]:

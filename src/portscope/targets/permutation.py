@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from portscope.targets.hosts import TargetSet
 from portscope.targets.ports import PortSpec
@@ -20,6 +20,7 @@ from portscope.targets.ports import PortSpec
 _M64 = (1 << 64) - 1
 _ROUNDS = 6
 _TABLE_LIMIT = 1 << 14  # round tables for domains up to 2**28 (6 x 16384 ints at most)
+_BATCH = 2048  # walk positions computed at a time
 
 
 def derive_key(seed: int, purpose: str = "permutation") -> int:
@@ -82,6 +83,28 @@ class Permutation:
         # after an even number of rounds (left in [0,a), right in [0,b) again)
         return a * right + left
 
+    def map(self, indices: range) -> list[int]:
+        """``[self[i] for i in indices]``, computed a round at a time over the whole batch
+        (list comprehensions instead of a Python call per index: ~4x faster)."""
+        tables = self._tables
+        if tables is None or not indices:
+            return [self[i] for i in indices]
+        if indices[0] < 0 or indices[-1] >= self.n:
+            raise IndexError(indices)
+        a, b, n = self._a, self._b, self.n
+        left = [m % a for m in indices]
+        right = [m // a for m in indices]
+        for r, t in enumerate(tables):
+            mod = a if r % 2 == 0 else b
+            left, right = right, [(x + t[y]) % mod for x, y in zip(left, right, strict=True)]
+        out = [a * y + x for x, y in zip(left, right, strict=True)]
+        for k, c in enumerate(out):
+            if c >= n:  # cycle walking, per index (rare: a x b < n + 2 * sqrt(n))
+                while c >= n:
+                    c = self._encrypt(c)
+                out[k] = c
+        return out
+
     def __getitem__(self, i: int) -> int:
         if not 0 <= i < self.n:
             raise IndexError(i)
@@ -98,9 +121,11 @@ class Permutation:
             yield self[i]
 
 
-@dataclass(frozen=True, slots=True)
-class Probe:
-    index: int  # position in the permuted order (for resume)
+class Probe(NamedTuple):
+    """One (address, protocol, port) of the walk. A named tuple, not a dataclass: the
+    walk makes one per probe (65,535 for a -p- scan), and a tuple is 4x cheaper to make."""
+
+    position: int  # position in the permuted order (for resume)
     address: str
     protocol: str
     port: int
@@ -144,8 +169,19 @@ class ProbeSpace:
         first = start
         if first % n != k:  # align to this shard's positions
             first += (k - first) % n
-        for i in range(first, self.size, n):
-            j = perm[i] if perm is not None else i
-            addr, proto, port = self.decode(j)
-            if addr is not None:
-                yield Probe(i, addr, proto, port)
+        size, nports = self.size, self.nports
+        pairs = [("tcp", q) for q in self.ports.tcp] + [("udp", q) for q in self.ports.udp]
+        address_at = self.targets.address_at
+        last_h, addr = -1, None
+        make = tuple.__new__  # Probe(...) without the named tuple's Python-level __new__
+        step = n * _BATCH
+        for c0 in range(first, size, step):
+            idx = range(c0, min(c0 + step, size), n)
+            js = perm.map(idx) if perm is not None else idx
+            for i, j in zip(idx, js, strict=True):
+                h, p = divmod(j, nports)
+                if h != last_h:
+                    last_h, addr = h, address_at(h)
+                if addr is not None:
+                    proto, port = pairs[p]
+                    yield make(Probe, (i, addr, proto, port))
