@@ -438,6 +438,14 @@ def test_x11_refused() -> None:
     assert s["extra"]["auth_required"] is True
 
 
+def test_x11_truncated_success_reply() -> None:
+    # status 1 (success) cut before the vendor length: identified, no crash (fuzz-found)
+    answer = bytes([1, 0]) + struct.pack("<HHH", 11, 0, 0)
+    s, _ = run("X11", [answer])
+    assert s["name"] == "X11"
+    assert s["extra"]["auth_required"] is False
+
+
 def test_telnet_negotiation_and_login_prompt() -> None:
     first = bytes([255, 253, 24, 255, 253, 32, 255, 251, 1, 255, 251, 3])
     s, made = run("telnet", [b"\r\nDebian GNU/Linux 12\r\nhost login: "], first=first)

@@ -37,6 +37,7 @@ from portscope.model import (
     Service,
     Stats,
     address_key,
+    sort_ports,
     utcnow,
 )
 from portscope.probes import get as get_scan_type
@@ -482,7 +483,7 @@ class Scanner:
     def _build(self, *, complete: bool, duration: float) -> ScanRun:
         hosts = []
         for addr, (status, reason) in self._status.items():
-            ports = sorted(self._ports.get(addr, []), key=lambda p: (p.protocol.value, p.port))
+            ports = sort_ports(self._ports.get(addr, []))
             rtt = self._rtt.get(addr)
             host = Host(
                 address=addr,

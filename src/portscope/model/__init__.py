@@ -27,6 +27,7 @@ from portscope.model.core import (
     address_key,
     format_time,
     parse_time,
+    sort_ports,
     utcnow,
 )
 from portscope.model.inventory import (
@@ -86,6 +87,7 @@ __all__ = [
     "format_time",
     "iter_port_list",
     "parse_time",
+    "sort_ports",
     "unmap",
     "utcnow",
 ]

@@ -13,7 +13,15 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 
-from portscope.model.core import ExtraPorts, ExtraReason, Host, PortResult, PortState, Protocol
+from portscope.model.core import (
+    ExtraPorts,
+    ExtraReason,
+    Host,
+    PortResult,
+    PortState,
+    Protocol,
+    sort_ports,
+)
 
 DEFAULT_COLLAPSE_THRESHOLD = 25
 """A state group with more ports than this is summarised (nmap uses 25 too)."""
@@ -59,8 +67,7 @@ def collapse_host(host: Host, threshold: int = DEFAULT_COLLAPSE_THRESHOLD) -> Ho
     if threshold < 0:
         return host
     keep, extras = collapse_ports(host.ports, threshold, lambda p: p.service is not None)
-    keep.sort(key=lambda p: (p.protocol.value, p.port))
-    return replace(host, ports=tuple(keep), extraports=(*host.extraports, *extras))
+    return replace(host, ports=tuple(sort_ports(keep)), extraports=(*host.extraports, *extras))
 
 
 def collapse_ports(ports: Iterable[PortResult], threshold: int,
@@ -111,5 +118,4 @@ def expand_host(host: Host) -> Host:
                 PortResult(port=n, protocol=r.protocol, state=group.state, reason=r.reason)
                 for n in iter_port_list(r.ports)
             )
-    ports.sort(key=lambda p: (p.protocol.value, p.port))
-    return replace(host, ports=tuple(ports), extraports=())
+    return replace(host, ports=tuple(sort_ports(ports)), extraports=())

@@ -27,6 +27,7 @@ from portscope.model import (
     collapse_ports,
     format_port_list,
     iter_port_list,
+    sort_ports,
 )
 
 # --------------------------------------------------------------------------------------
@@ -129,7 +130,7 @@ def port_sort_key(p: PortResult) -> tuple[str, int]:
 
 
 def sorted_ports(ports: Iterable[PortResult]) -> list[PortResult]:
-    return sorted(ports, key=port_sort_key)
+    return sort_ports(ports)
 
 
 def _merge_extraports(groups: Iterable[ExtraPorts]) -> tuple[ExtraPorts, ...]:

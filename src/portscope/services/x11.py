@@ -73,7 +73,9 @@ def dialog(ctx: Context, facts: Facts) -> Dialog:
         return
     # the accepted setup is kilobytes of screens and formats: the evidence is its head
     # up to the vendor string, a refusal its reason
-    head = 40 + int(struct.unpack_from("<H", r.data, 24)[0]) if info["status"] == 1 else None
+    # (a status-1 reply too short for the vendor length is shown whole)
+    head = 40 + int(struct.unpack_from("<H", r.data, 24)[0]) \
+        if info["status"] == 1 and len(r.data) >= 40 else None
     facts.saw(r.data, banner=r.data[:head] if head else None)
     facts.identify("X11", 10, "probe")
     facts.extra["auth_required"] = info["status"] != 1

@@ -45,6 +45,7 @@ from portscope.model import (
     Stats,
     address_key,
     expand_host,
+    sort_ports,
     utcnow,
 )
 from portscope.store import fastpath
@@ -775,8 +776,7 @@ class Store:
             doc.update(address=h.address, status=h.status, reason=h.reason,
                        hostnames=list(h.hostnames or ()), ports=[], findings=[])
             host = Host.from_dict(doc)
-            hosts.append(replace(host, ports=tuple(sorted(
-                ports.pop(h.address, []), key=lambda p: (p.protocol.value, p.port))),
+            hosts.append(replace(host, ports=tuple(sort_ports(ports.pop(h.address, []))),
                 findings=tuple(found.pop(h.address, []))))
         for address, plist in ports.items():  # streamed ports of a run cut short
             answer = next((p.reason for p in plist if p.state in _RESPONSIVE), None)
