@@ -198,7 +198,7 @@ class RateController:
       queue was full (our own end is the bottleneck), or when its loss ratio clearly
       exceeds the baseline (more than max(10%, 3 x baseline + 3%)): then the rate is cut
       to 70%;
-    * otherwise the rate grows: doubling per half interval until the first congestion,
+    * otherwise the rate grows: doubling per quarter interval until the first congestion,
       then by 10% per interval; growth stops while the sender could not even use the rate it
       had (the CPU is the limit, not the network).
 
@@ -255,9 +255,9 @@ class RateController:
     def tick(self, now: float) -> bool:
         """Close the current interval if it is over; True if the rate changed."""
         elapsed = now - self.stamp
-        # slow start decides twice as often: the ramp to the machine's rate is most of a
-        # short scan's overhead
-        if elapsed < (self.interval / 2 if self.slow_start else self.interval):
+        # slow start decides four times as often (every 25 ms: 5k -> 160k pps in 0.125 s):
+        # the ramp to the machine's rate is most of a short scan's overhead
+        if elapsed < (self.interval / 4 if self.slow_start else self.interval):
             return False
         old = self.rate
         why = ""
