@@ -58,6 +58,13 @@ class Outputs:
         for o in self.outputs:
             o.start(run)
 
+    @property
+    def wants_ports(self) -> bool:
+        """Whether any output streams single ports (most write whole hosts)."""
+        from portscope.report.base import Output
+
+        return any(type(o).port is not Output.port for o in self.outputs)
+
     def port(self, address: str, result: PortResult) -> None:
         for o in self.outputs:
             o.port(address, result)

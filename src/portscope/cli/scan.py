@@ -318,13 +318,15 @@ def execute(prepared: PreparedScan, outputs: Outputs, *, progress: bool,
     *finalize* may enrich the run (findings ...) before it is stored and written."""
     bar = _Progress(progress)
 
+    # the per-port hooks that do something (once per port: 65,535 calls for a -p- host)
+    hooks = [h for h in (writer.port if writer is not None else None,
+                         outputs.port if outputs.wants_ports else None,
+                         (lambda _a, r: bar.advance(r)) if bar.enabled else None,
+                         on_port) if h is not None]
+
     def port_cb(address: str, result: PortResult) -> None:
-        if writer is not None:
-            writer.port(address, result)
-        outputs.port(address, result)
-        bar.advance(result)
-        if on_port:
-            on_port(address, result)
+        for hook in hooks:
+            hook(address, result)
 
     def service_cb(address: str, result: PortResult) -> None:
         # the port again, now with what answers there (the store upserts it)
@@ -340,7 +342,8 @@ def execute(prepared: PreparedScan, outputs: Outputs, *, progress: bool,
             writer.start(header)
         outputs.start(header)
 
-    scanner = Scanner(prepared.targets, prepared.options, on_port=port_cb,
+    scanner = Scanner(prepared.targets, prepared.options,
+                      on_port=(hooks[0] if len(hooks) == 1 else port_cb) if hooks else None,
                       on_host=outputs.host, on_start=start_cb, on_phase=bar.phase,
                       on_warning=lambda text: click.echo(f"portscope: warning: {text}",
                                                          err=True),

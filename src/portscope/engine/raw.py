@@ -37,6 +37,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from portscope.engine.connect import EngineStats, ResultCallback
@@ -310,12 +311,35 @@ class RawEngine:
                 tcp_memo[mk] = out
             return out
 
+        sock_recv_into = io.recv.recv_into if type(io) is RawIO else None
+        memo_get = tcp_memo.get
+        miss: Any = object()
+
         def receive(now: float) -> int:
+            """Drain the receive socket; counters are kept in locals and added once."""
+            counts = [0, 0, 0]  # replies, results, answers (fast path)
+            try:
+                return _receive(now, counts)
+            finally:
+                stats.replies += counts[0]
+                stats.results += counts[1]
+                rate.answers += counts[2]
+
+        def _receive(now: float, counts: list[int]) -> int:
             nonlocal active
-            handled = 0
+            handled = replies = results = answers = 0
+            g_src = b""
+            g = group_of(b"\0\0\0\0")
             while True:
-                n = recv_into(buf)
+                if sock_recv_into is not None:
+                    try:
+                        n = sock_recv_into(buf)
+                    except OSError:  # BlockingIOError: nothing waiting
+                        n = 0
+                else:
+                    n = recv_into(buf)
                 if not n:
+                    counts[0], counts[1], counts[2] = replies, results, answers
                     return handled
                 handled += 1
                 if is_tcp and n >= 40 and buf[0] == 0x45 and buf[9] == 6:
@@ -339,14 +363,17 @@ class RawEngine:
                     if ((ack - ck) & _M32) > 1 and seq != ck:
                         continue
                     flags = of & 0x1FF
-                    vd = tcp_verdict(flags, win, src, sport, dport, seq, ack, ttl)
+                    vd = memo_get((flags, win), miss)
+                    if vd is miss:
+                        vd = tcp_verdict(flags, win, src, sport, dport, seq, ack, ttl)
                     if vd is None:
                         continue
-                    stats.replies += 1
-                    g = group_of(src)
+                    replies += 1
+                    if src != g_src:
+                        g, g_src = group_of(src), src
                     if vd[1]:
                         g.answers += 1
-                        rate.answers += 1
+                        answers += 1
                         if off == 0:
                             # every RTT sample at first, then every 8th: a -p- scan has
                             # 60k answers and the estimate has long settled
@@ -360,9 +387,8 @@ class RawEngine:
                         active -= 1
                     del flights[key]
                     v = vd[0]
-                    stats.results += 1
-                    probe = e[0]
-                    on_result(probe.address, PortResult_(sport, proto_enum, v[0], v[1], ttl))
+                    results += 1
+                    on_result(e[0].address, PortResult_(sport, proto_enum, v[0], v[1], ttl))
                     continue
                 rep = parse_reply(buf, n)
                 if rep is None or rep.proto != proto_num:
@@ -433,48 +459,52 @@ class RawEngine:
                     return 0
             sent = 0
             last_addr = ""
-            target = head = l2 = opts = b""
+            target = prefix = opts = b""
             th = cbase = of = win = 0
             tpack: Any = None
             ser = serial
+            sb = sbuf  # (the same bytearray: += extends it in place)
             while sent < budget:
-                probe = next(source, None)
-                if probe is None:
+                want = budget - sent
+                got = 0
+                for probe in islice(source, want):
+                    got += 1
+                    addr = probe.address
+                    if addr != last_addr:
+                        t = template(addr)
+                        if t is None:
+                            emit([probe], PortState.FILTERED, Reason.NET_UNREACH, None)
+                            last_addr = ""
+                            continue
+                        target, tpl, _p, head, cb_ = t
+                        _b, of, win, opts = tpl.fields
+                        # the sender's frame length, then the IP header
+                        prefix = (len(head) + 20 + len(opts)).to_bytes(2, "big") + head
+                        cbase = cb_ + base
+                        tpack = tpl.pack
+                        th = cookie_of.target_hash(target)
+                        last_addr = addr
+                    port = probe.port
+                    key = (target, port)
+                    if key in flights:  # the same probe twice in the input
+                        continue
+                    ck = th ^ port_table[port] ^ s0
+                    if ack_probe:
+                        x = cbase + port + ((ck >> 16) << 1) + ((ck & 0xFFFF) << 1)
+                    else:
+                        x = cbase + port + (ck >> 16) + (ck & 0xFFFF)
+                    x = (x & 0xFFFF) + (x >> 16)
+                    x = (x & 0xFFFF) + (x >> 16)
+                    sb += prefix
+                    sb += tpack(base, port, ck, ck if ack_probe else 0, of, win,
+                                  ~x & 0xFFFF, 0, opts)
+                    ser += 1
+                    flights[key] = [probe, 1, now, ck, ser, INFLIGHT]
+                    heap.append((now, ser, key, 1.0))
+                    sent += 1
+                if got < want:
                     source_done = True
                     break
-                addr = probe.address
-                if addr != last_addr:
-                    t = template(addr)
-                    if t is None:
-                        emit([probe], PortState.FILTERED, Reason.NET_UNREACH, None)
-                        last_addr = ""
-                        continue
-                    target, tpl, _p, head, cb_ = t
-                    _b, of, win, opts = tpl.fields
-                    l2 = (len(head) + 20 + len(opts)).to_bytes(2, "big")
-                    cbase = cb_ + base
-                    tpack = tpl.pack
-                    th = cookie_of.target_hash(target)
-                    last_addr = addr
-                port = probe.port
-                key = (target, port)
-                if key in flights:  # the same probe twice in the input
-                    continue
-                ck = th ^ port_table[port] ^ s0
-                if ack_probe:
-                    x = cbase + port + ((ck >> 16) << 1) + ((ck & 0xFFFF) << 1)
-                else:
-                    x = cbase + port + (ck >> 16) + (ck & 0xFFFF)
-                x = (x & 0xFFFF) + (x >> 16)
-                x = (x & 0xFFFF) + (x >> 16)
-                sbuf.extend(l2)
-                sbuf.extend(head)
-                sbuf.extend(tpack(base, port, ck, ck if ack_probe else 0, of, win,
-                                  ~x & 0xFFFF, 0, opts))
-                ser += 1
-                flights[key] = [probe, 1, now, ck, ser, INFLIGHT]
-                heap.append((now, ser, key, 1.0))
-                sent += 1
             serial = ser
             active += sent
             rate.sent += sent

@@ -326,12 +326,16 @@ class Scanner:
         )
 
     def _record(self, address: str, result: PortResult) -> None:
+        # once per port of the scan (65,535 for a -p- host): kept lean
         if result.state is PortState.OPEN and result.service is None:
             name = service_db().name(result.port, result.protocol.value)
             if name:
                 result = replace(result, service=Service(name=name))
-        self._ports.setdefault(address, []).append(result)
-        if self.on_port:
+        ports = self._ports.get(address)
+        if ports is None:
+            ports = self._ports[address] = []
+        ports.append(result)
+        if self.on_port is not None:
             self.on_port(address, result)
 
     def _open_state(self) -> None:
@@ -392,11 +396,13 @@ class Scanner:
                 from portscope.engine.resume import filter_decided
 
                 decided = self._resume.decided.get(flag, set()) if self._resume else set()
-                def record(address: str, result: PortResult, flag: str = flag,
-                           writer: Any = self._state_writer) -> None:
-                    if writer is not None:
+                record: Callable[[str, PortResult], None] = self._record
+
+                if self._state_writer is not None:
+                    def record(address: str, result: PortResult, flag: str = flag,
+                               writer: Any = self._state_writer) -> None:
                         writer.port(flag, address, result)
-                    self._record(address, result)
+                        self._record(address, result)
 
                 engine = factory(self.skip_stored(filter_decided(
                     space.walk(shard=opts.shard), decided)), opts.timing, record)
