@@ -1,5 +1,7 @@
 """The one result model shared by every part of portscope (see DESIGN.md, "result contract")."""
 
+from typing import TYPE_CHECKING, Any
+
 from portscope.model.collapse import (
     DEFAULT_COLLAPSE_THRESHOLD,
     collapse_host,
@@ -30,23 +32,44 @@ from portscope.model.core import (
     sort_ports,
     utcnow,
 )
-from portscope.model.inventory import (
-    COMPARISON_KIND,
-    INVENTORY_KIND,
-    BindScope,
-    ComparedPort,
-    Comparison,
-    Exposure,
-    Family,
-    Inventory,
-    ListeningSocket,
-    LocalAddress,
-    Risk,
-    SocketProcess,
-    bind_scope,
-    canonical_address,
-    unmap,
-)
+
+if TYPE_CHECKING:
+    from portscope.model.inventory import (
+        COMPARISON_KIND,
+        INVENTORY_KIND,
+        BindScope,
+        ComparedPort,
+        Comparison,
+        Exposure,
+        Family,
+        Inventory,
+        ListeningSocket,
+        LocalAddress,
+        Risk,
+        SocketProcess,
+        bind_scope,
+        canonical_address,
+        unmap,
+    )
+
+# the local-inventory types are imported when first used (``portscope local``,
+# ``compare``, ``audit --local``): a scan does not need them (~20 ms at start)
+_LAZY = frozenset({
+    "COMPARISON_KIND", "INVENTORY_KIND", "BindScope", "ComparedPort", "Comparison",
+    "Exposure", "Family", "Inventory", "ListeningSocket", "LocalAddress", "Risk",
+    "SocketProcess", "bind_scope", "canonical_address", "unmap"
+})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from portscope.model import inventory
+
+        value = getattr(inventory, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "COMPARISON_KIND",

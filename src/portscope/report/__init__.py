@@ -16,37 +16,62 @@ A new format is one module with an :class:`Output` subclass and one line in
 from __future__ import annotations
 
 import errno
+import importlib
 import io
 import os
 import secrets
 import stat
 import sys
+from collections.abc import Iterator, MutableMapping
 from typing import TextIO
 
 from portscope.errors import UsageError, writing
 from portscope.model import ScanRun
 from portscope.report.base import Output
-from portscope.report.csvout import CSVOutput
-from portscope.report.defectdojo import DefectDojoOutput
-from portscope.report.html import HTMLOutput
-from portscope.report.jsondoc import JSONOutput
-from portscope.report.jsonl import JSONLinesOutput, read_jsonl
-from portscope.report.markdown import MarkdownOutput
-from portscope.report.nmapxml import XMLOutput
-from portscope.report.normal import NormalOutput
-from portscope.report.sarif import SARIFOutput
+from portscope.report.jsonl import read_jsonl
 
-FORMATS: dict[str, type[Output]] = {
-    JSONOutput.name: JSONOutput,
-    JSONLinesOutput.name: JSONLinesOutput,
-    XMLOutput.name: XMLOutput,
-    NormalOutput.name: NormalOutput,
-    HTMLOutput.name: HTMLOutput,
-    MarkdownOutput.name: MarkdownOutput,
-    CSVOutput.name: CSVOutput,
-    DefectDojoOutput.name: DefectDojoOutput,
-    SARIFOutput.name: SARIFOutput,
-}
+
+class _Formats(MutableMapping[str, type[Output]]):
+    """The registry: format name -> ``module:Class``, imported when first used (a scan
+    writes one or two formats; importing all nine cost ~40 ms at every start)."""
+
+    def __init__(self, where: dict[str, str]) -> None:
+        self._where = where
+        self._loaded: dict[str, type[Output]] = {}
+
+    def __getitem__(self, name: str) -> type[Output]:
+        cls = self._loaded.get(name)
+        if cls is None:
+            module, _, attr = self._where[name].partition(":")
+            cls = self._loaded[name] = getattr(importlib.import_module(module), attr)
+        return cls
+
+    def __setitem__(self, name: str, cls: type[Output]) -> None:  # a format added at run time
+        self._where[name] = f"{cls.__module__}:{cls.__qualname__}"
+        self._loaded[name] = cls
+
+    def __delitem__(self, name: str) -> None:
+        del self._where[name]
+        self._loaded.pop(name, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+
+FORMATS: MutableMapping[str, type[Output]] = _Formats({
+    "json": "portscope.report.jsondoc:JSONOutput",
+    "jsonl": "portscope.report.jsonl:JSONLinesOutput",
+    "xml": "portscope.report.nmapxml:XMLOutput",
+    "normal": "portscope.report.normal:NormalOutput",
+    "html": "portscope.report.html:HTMLOutput",
+    "markdown": "portscope.report.markdown:MarkdownOutput",
+    "csv": "portscope.report.csvout:CSVOutput",
+    "defectdojo": "portscope.report.defectdojo:DefectDojoOutput",
+    "sarif": "portscope.report.sarif:SARIFOutput",
+})
 
 STDOUT = "-"
 
