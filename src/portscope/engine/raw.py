@@ -284,9 +284,11 @@ class RawEngine:
             rate.sent += 1
             if tries > 1:
                 stats.retransmissions += 1
-                heap.append((now, serial, key, 1.5))
-            else:
-                heap.append((now, serial, key, 1.0))
+            # a retransmission waits the group's current timeout, as the first try does
+            # (and as nmap's do): the timeout already follows the measured RTT and its
+            # variance; late answers to an earlier try still count (the source port
+            # names the try)
+            heap.append((now, serial, key, 1.0))
             return True
 
         fast4 = _FAST4.unpack_from

@@ -19,10 +19,14 @@ one is in use.
 
 from __future__ import annotations
 
+import hashlib
+import marshal
 import os
+import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 
 SYSTEM_SERVICES = "/etc/services"
 NMAP_SERVICES_PATHS = (
@@ -117,20 +121,31 @@ def load_builtin_rank() -> list[tuple[str, int, str]]:
 
 @lru_cache(maxsize=1)
 def service_db() -> ServiceDB:
-    """The process-wide service database (read once)."""
-    db = ServiceDB()
-    system = _read(os.environ.get("PORTSCOPE_SERVICES", SYSTEM_SERVICES))
-    if system:
-        _parse_services_file(system, db, with_frequency=False)
+    """The process-wide service database (read once; from the cache when its sources
+    have not changed since it was written)."""
+    system_path = os.environ.get("PORTSCOPE_SERVICES", SYSTEM_SERVICES)
     nmap_path = os.environ.get("PORTSCOPE_NMAP_SERVICES")
     candidates = (nmap_path,) if nmap_path is not None else NMAP_SERVICES_PATHS
-    for path in candidates:
-        text = _read(path) if path else None
-        if text:
-            _parse_services_file(text, db, with_frequency=True)
-            if db.frequency:
-                db.ranking_source = f"nmap open-frequency data ({path})"
-            break
+    nmap_file = next((p for p in candidates if p and os.path.isfile(p)), None)
+    cache = _cache_file(system_path, nmap_file)
+    db = _load_cache(cache) if cache is not None else None
+    if db is None:
+        db = _build(system_path, nmap_file)
+        if cache is not None:
+            _save_cache(cache, db)
+    return db
+
+
+def _build(system_path: str, nmap_file: str | None) -> ServiceDB:
+    db = ServiceDB()
+    system = _read(system_path)
+    if system:
+        _parse_services_file(system, db, with_frequency=False)
+    text = _read(nmap_file) if nmap_file else None
+    if text:
+        _parse_services_file(text, db, with_frequency=True)
+        if db.frequency:
+            db.ranking_source = f"nmap open-frequency data ({nmap_file})"
     for proto, port, name in load_builtin_rank():
         db.builtin_rank.append((proto, port))
         if name:
@@ -138,3 +153,60 @@ def service_db() -> ServiceDB:
     if not db.ranking_source:
         db.ranking_source = "portscope built-in list (data/top-ports.tsv)"
     return db
+
+
+# The parsed database is cached (marshal: plain data, no code runs on loading it): parsing
+# nmap-services' 27,000 lines costs ~0.1 s at every start, loading the cache ~0.03 s. The
+# file name is a digest of the sources' paths, sizes and modification times, so a changed
+# source is parsed again; an unreadable, corrupt or foreign cache file is ignored.
+_CACHE_FORMAT = 1
+
+
+def _cache_file(system_path: str, nmap_file: str | None) -> Path | None:
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not (base and os.path.isabs(base)):
+        home = os.path.expanduser("~")
+        if not os.path.isabs(home):
+            return None
+        base = os.path.join(home, ".cache")
+    builtin = resources.files("portscope.data").joinpath("top-ports.tsv")
+    parts: list[str] = [str(_CACHE_FORMAT)]
+    for path in (system_path, nmap_file, str(builtin)):
+        try:
+            st = os.stat(path) if path else None
+        except OSError:
+            st = None
+        parts.append(f"{path}:{st.st_size}:{st.st_mtime_ns}" if st else f"{path}:-")
+    digest = hashlib.blake2b("\n".join(parts).encode(), digest_size=12).hexdigest()
+    return Path(base) / "portscope" / f"services-{digest}.marshal"
+
+
+def _load_cache(path: Path) -> ServiceDB | None:
+    try:
+        with open(path, "rb") as fh:
+            data = marshal.loads(fh.read())
+        fmt, by_port, by_name, frequency, source, rank = data
+        if fmt != _CACHE_FORMAT or not all(isinstance(x, dict) for x in
+                                           (by_port, by_name, frequency)):
+            return None
+        return ServiceDB(by_port=by_port, by_name=by_name, frequency=frequency,
+                         ranking_source=str(source), builtin_rank=list(rank))
+    except (OSError, EOFError, ValueError, TypeError):
+        return None
+
+
+def _save_cache(path: Path, db: ServiceDB) -> None:
+    data = (_CACHE_FORMAT, db.by_port, db.by_name, db.frequency, db.ranking_source,
+            db.builtin_rank)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".services-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                marshal.dump(data, fh)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except (OSError, ValueError):
+        pass  # no cache: parsed again next time
