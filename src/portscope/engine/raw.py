@@ -41,7 +41,7 @@ from itertools import islice
 from typing import Any
 
 from portscope.engine.connect import EngineStats, ResultCallback
-from portscope.engine.rawsock import RawIO
+from portscope.engine.rawsock import BatchReceiver, RawIO
 from portscope.engine.sender import ProcessSender
 from portscope.engine.timing import RateController, RttEstimator, Timing, TokenBucket
 from portscope.model import PortState, Protocol, Reason
@@ -270,7 +270,8 @@ class RawEngine:
                 pkt = tpl.render(sport, probe.port, payload_of(probe.port), ck & 0xFFFF)
             err = send(pkt, probe.address)
             if err in (11, 105):  # EAGAIN, ENOBUFS: our own queue is full
-                rate.on_local_drop()
+                if sender is None:  # the kernel's (with the helper: backpressure only)
+                    rate.on_local_drop()
                 return False
             # other errors (EPERM from a local firewall, unreachable ...): count the probe
             # as sent and silent, its timeout decides
@@ -327,122 +328,148 @@ class RawEngine:
                 stats.results += counts[1]
                 rate.answers += counts[2]
 
+        # many packets per system call where recvmmsg can be reached (ctypes, libc)
+        batch: BatchReceiver | None = None
+        if type(io) is RawIO:
+            try:
+                batch = BatchReceiver(io.fileno())
+            except (OSError, AttributeError):
+                batch = None
+        SLOT = BatchReceiver.SLOT
+        rbuf = batch.buffer if batch is not None else buf
+        lens: Any = batch.lengths if batch is not None else [0]
+        batch_receive = batch.receive if batch is not None else None
+
+        def next_packets() -> range:
+            """Receive what is waiting: up to 64 packets per system call (recvmmsg) into
+            ``rbuf`` slots, else one (recv) into slot 0."""
+            if batch_receive is not None:
+                return range(0, batch_receive() * SLOT, SLOT)
+            if sock_recv_into is not None:
+                try:
+                    n = sock_recv_into(buf)
+                except OSError:  # BlockingIOError: nothing waiting
+                    n = 0
+            else:
+                n = recv_into(buf)
+            lens[0] = n
+            return range(0, SLOT if n else 0, SLOT)
+
         def _receive(now: float, counts: list[int]) -> int:
             nonlocal active
             handled = replies = results = answers = 0
             g_src = b""
             g = group_of(b"\0\0\0\0")
             while True:
-                if sock_recv_into is not None:
-                    try:
-                        n = sock_recv_into(buf)
-                    except OSError:  # BlockingIOError: nothing waiting
-                        n = 0
-                else:
-                    n = recv_into(buf)
-                if not n:
+                offsets = next_packets()
+                if not offsets:
                     counts[0], counts[1], counts[2] = replies, results, answers
                     return handled
-                handled += 1
-                if is_tcp and n >= 40 and buf[0] == 0x45 and buf[9] == 6:
-                    # fast path: IPv4 without options, TCP (nearly every reply of a scan)
-                    (_v, frag, ttl, _p, src, sport, dport, seq, ack, of,
-                     win) = fast4(buf)
-                    if frag & 0x1FFF:
+                for po in offsets:
+                    handled += 1
+                    n = lens[po // SLOT * 16 + 14] if batch is not None else lens[0]
+                    if is_tcp and n >= 40 and rbuf[po] == 0x45 and rbuf[po + 9] == 6:
+                        # fast path: IPv4 without options, TCP (nearly every reply)
+                        (_v, frag, ttl, _p, src, sport, dport, seq, ack, of,
+                         win) = fast4(rbuf, po)
+                        if frag & 0x1FFF:
+                            continue
+                        key = (src, sport)
+                        e = flights_get(key)
+                        if e is None:
+                            continue
+                        off = dport - base
+                        if not 0 <= off < span:
+                            continue
+                        tries = e[1]
+                        if off == (tries - 1 if tries <= span else span - 1):
+                            ck = e[3]
+                        else:
+                            ck = cookie_of(src, sport, dport)
+                        if ((ack - ck) & _M32) > 1 and seq != ck:
+                            continue
+                        flags = of & 0x1FF
+                        vd = memo_get((flags, win), miss)
+                        if vd is miss:
+                            vd = tcp_verdict(flags, win, src, sport, dport, seq, ack, ttl)
+                        if vd is None:
+                            continue
+                        replies += 1
+                        if src != g_src:
+                            g, g_src = group_of(src), src
+                        if vd[1]:
+                            g.answers += 1
+                            answers += 1
+                            if off == 0:
+                                # every RTT sample at first, then every 8th: a -p- scan has
+                                # 60k answers and the estimate has long settled
+                                if tries == 1 and e[5] == INFLIGHT and (
+                                        g.answers < 64 or not g.answers & 7):
+                                    g.rtt.update(now - e[2])
+                            else:
+                                g.drops += 1
+                                rate.on_loss()
+                        if e[5] == INFLIGHT:
+                            active -= 1
+                        del flights[key]
+                        v = vd[0]
+                        results += 1
+                        on_result(e[0].address, PortResult_(sport, proto_enum, v[0], v[1], ttl))
                         continue
-                    key = (src, sport)
-                    e = flights_get(key)
+                    if batch is not None:
+                        n = min(n, SLOT)
+                        buf[:n] = rbuf[po:po + n]
+                    rep = parse_reply(buf, n)
+                    if rep is None or rep.proto != proto_num:
+                        continue
+                    key = (rep.target, rep.port)
+                    e = flights.get(key)
                     if e is None:
                         continue
-                    off = dport - base
+                    off = rep.our_port - base
                     if not 0 <= off < span:
                         continue
-                    tries = e[1]
-                    if off == (tries - 1 if tries <= span else span - 1):
-                        ck = e[3]
-                    else:
-                        ck = cookie_of(src, sport, dport)
-                    if ((ack - ck) & _M32) > 1 and seq != ck:
-                        continue
-                    flags = of & 0x1FF
-                    vd = memo_get((flags, win), miss)
-                    if vd is miss:
-                        vd = tcp_verdict(flags, win, src, sport, dport, seq, ack, ttl)
-                    if vd is None:
-                        continue
-                    replies += 1
-                    if src != g_src:
-                        g, g_src = group_of(src), src
-                    if vd[1]:
-                        g.answers += 1
-                        answers += 1
-                        if off == 0:
-                            # every RTT sample at first, then every 8th: a -p- scan has
-                            # 60k answers and the estimate has long settled
-                            if tries == 1 and e[5] == INFLIGHT and (
-                                    g.answers < 64 or not g.answers & 7):
-                                g.rtt.update(now - e[2])
+                    tries = int(e[1])
+                    ck = int(e[3]) if off == min(tries - 1, span - 1) else \
+                        cookie_of(rep.target, rep.port, rep.our_port)
+                    kind = rep.kind
+                    if is_tcp:
+                        if kind == K_TCP:
+                            if ((rep.ack - ck) & _M32) > 1 and rep.seq != ck:
+                                continue
+                        elif kind == K_ICMP_ERROR:
+                            if rep.seq != ck:
+                                continue
                         else:
-                            g.drops += 1
-                            rate.on_loss()
-                    if e[5] == INFLIGHT:
-                        active -= 1
-                    del flights[key]
-                    v = vd[0]
-                    results += 1
-                    on_result(e[0].address, PortResult_(sport, proto_enum, v[0], v[1], ttl))
-                    continue
-                rep = parse_reply(buf, n)
-                if rep is None or rep.proto != proto_num:
-                    continue
-                key = (rep.target, rep.port)
-                e = flights.get(key)
-                if e is None:
-                    continue
-                off = rep.our_port - base
-                if not 0 <= off < span:
-                    continue
-                tries = int(e[1])
-                ck = int(e[3]) if off == min(tries - 1, span - 1) else \
-                    cookie_of(rep.target, rep.port, rep.our_port)
-                kind = rep.kind
-                if is_tcp:
-                    if kind == K_TCP:
-                        if ((rep.ack - ck) & _M32) > 1 and rep.seq != ck:
                             continue
                     elif kind == K_ICMP_ERROR:
-                        if rep.seq != ck:
+                        if len(rep.target) == 4 and rep.ack != (ck & 0xFFFF):
                             continue
-                    else:
+                    elif kind != K_UDP:
                         continue
-                elif kind == K_ICMP_ERROR:
-                    if len(rep.target) == 4 and rep.ack != (ck & 0xFFFF):
+                    from_target = rep.responder == rep.target
+                    verdict = classify(rep, from_target)
+                    if verdict is None:
                         continue
-                elif kind != K_UDP:
-                    continue
-                from_target = rep.responder == rep.target
-                verdict = classify(rep, from_target)
-                if verdict is None:
-                    continue
-                stats.replies += 1
-                g = group_of(rep.target)
-                if from_target and evidence(rep):
-                    g.answers += 1
-                    rate.answers += 1
-                    if off == 0:
-                        if tries == 1 and e[5] == _INFLIGHT:
-                            g.rtt.update(now - float(e[2]))
-                    else:
-                        g.drops += 1
-                        rate.on_loss()
-                elif kind == K_ICMP_ERROR and verdict[0] is PortState.CLOSED:
-                    g.unreach_count += 1
-                    if len(g.unreach) < 256:
-                        g.unreach.append(now)
-                if e[5] == _INFLIGHT:
-                    active -= 1
-                del flights[key]
-                emit(e, verdict[0], verdict[1], rep.ttl)
+                    stats.replies += 1
+                    gr = group_of(rep.target)  # (not g: that is the fast path's cache)
+                    if from_target and evidence(rep):
+                        gr.answers += 1
+                        rate.answers += 1
+                        if off == 0:
+                            if tries == 1 and e[5] == _INFLIGHT:
+                                gr.rtt.update(now - float(e[2]))
+                        else:
+                            gr.drops += 1
+                            rate.on_loss()
+                    elif kind == K_ICMP_ERROR and verdict[0] is PortState.CLOSED:
+                        gr.unreach_count += 1
+                        if len(gr.unreach) < 256:
+                            gr.unreach.append(now)
+                    if e[5] == _INFLIGHT:
+                        active -= 1
+                    del flights[key]
+                    emit(e, verdict[0], verdict[1], rep.ttl)
 
         fast_send = is_tcp and sender is not None
         sbuf = sender.buffer if sender is not None else bytearray()
@@ -457,7 +484,8 @@ class RawEngine:
             if len(sbuf) > max_pending:
                 sender.flush()
                 if len(sbuf) > max_pending:
-                    rate.on_local_drop()
+                    # the helper is behind: back pressure, not congestion (the rate does
+                    # not grow while it cannot be sent at)
                     return 0
             sent = 0
             last_addr = ""
@@ -614,8 +642,8 @@ class RawEngine:
                 if sent:
                     bucket.take(sent)
                     stats.probes_sent += sent
-                if sender is not None and sender.pending and not sender.flush():
-                    rate.on_local_drop()
+                if sender is not None and sender.pending:
+                    sender.flush()
                 if len(flights) > stats.max_inflight:
                     stats.max_inflight = len(flights)
                 # 2. receive
