@@ -146,3 +146,14 @@ def test_state_file_round_trip_and_filter() -> None:
         parse_state("not json")
     with pytest.raises(DataError):
         parse_state(head + "\n{bad}\n" + line)
+
+
+def test_rtt_estimator_keeps_the_smallest_sample() -> None:
+    from portscope.engine.timing import RttEstimator
+
+    est = RttEstimator(template(4))
+    assert est.minimum == float("inf")
+    for sample in (0.050, 0.002, 0.030, -1.0):
+        est.update(sample)
+    assert est.minimum == 0.0 and est.samples == 4  # (negative clock skew counts as 0)
+    assert est.timeout() == pytest.approx(0.1)  # -T4's floor

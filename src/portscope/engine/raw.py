@@ -318,11 +318,16 @@ class RawEngine:
         memo_get = tcp_memo.get
         miss: Any = object()
 
+        last_rx = [0.0]  # when a packet last arrived
+
         def receive(now: float) -> int:
             """Drain the receive socket; counters are kept in locals and added once."""
             counts = [0, 0, 0]  # replies, results, answers (fast path)
             try:
-                return _receive(now, counts)
+                got = _receive(now, counts)
+                if got:
+                    last_rx[0] = now
+                return got
             finally:
                 stats.replies += counts[0]
                 stats.results += counts[1]
@@ -578,10 +583,32 @@ class RawEngine:
             elif seconds > 0:
                 time.sleep(seconds)
 
+        # Tail probe (TCP): once every probe is sent, the send queue is empty and replies
+        # have stopped for four times the smallest RTT seen (10 ms at least), the probes
+        # still waiting are almost surely unanswered: their next try goes out now instead
+        # of after the full timeout (>= 100 ms at -T4), as a TCP sender's tail loss probe
+        # does. It only moves a retransmission earlier (an answer to either try counts;
+        # the tries allowed and the final wait are unchanged). Once per scan pass.
+        tail_probe = [0.0]
+
+        def arm_tail_probe() -> None:
+            low = min((g.rtt.minimum for g in groups.values()), default=float("inf"))
+            tail_probe[0] = max(4 * low, 0.01) if is_tcp and low < 0.5 else 0.0
+
+        def tail_probe_now() -> None:
+            nonlocal active
+            tail_probe[0] = 0.0
+            for key, e in flights.items():
+                if e[5] == INFLIGHT and int(e[1]) < self.max_tries(group_of(key[0])):
+                    e[5] = _QUEUED
+                    active -= 1
+                    retry.append(key)
+
         def pump(can_send: Callable[[], bool]) -> None:
             """The main loop: send what the rate allows, receive, expire, until done."""
             nonlocal source_done
             next_drop_check = clock() + 0.05
+            tail_probe[0] = -1.0  # armed when the source runs dry
             while not self._stop:
                 now = clock()
                 if rate.tick(now):
@@ -651,6 +678,12 @@ class RawEngine:
                 # 3. expire
                 now = clock()
                 expire(now)
+                if source_done and tail_probe[0] < 0:
+                    arm_tail_probe()
+                if tail_probe[0] > 0 and source_done and not retry and active and \
+                        now - last_rx[0] >= tail_probe[0] and \
+                        (sender is None or not sender.unsent()):
+                    tail_probe_now()
                 if active == 0 and not retry and (source_done or not can_send()):
                     return
                 # 4. wait for replies when there is nothing to send right now

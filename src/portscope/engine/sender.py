@@ -14,8 +14,10 @@ import contextlib
 import errno
 import fcntl
 import os
+import struct
 import subprocess
 import sys
+import termios
 
 _CHILD = r"""
 import ctypes, os, socket, struct, sys, time
@@ -222,6 +224,15 @@ class ProcessSender:
     @property
     def pending(self) -> int:
         return len(self._buf)
+
+    def unsent(self) -> int:
+        """Bytes queued here or still in the pipe (not yet taken by the helper)."""
+        try:
+            in_pipe = struct.unpack("i", fcntl.ioctl(self._fd, termios.FIONREAD,
+                                                     b"\0\0\0\0"))[0]
+        except OSError:
+            in_pipe = 0
+        return len(self._buf) + int(in_pipe)
 
     def close(self) -> None:
         os.set_blocking(self._fd, True)

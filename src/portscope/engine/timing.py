@@ -95,7 +95,7 @@ def template(level: int) -> Timing:
 class RttEstimator:
     """RFC 6298 round-trip estimation with nmap's clamping."""
 
-    __slots__ = ("_max", "_min", "initial", "rttvar", "samples", "srtt")
+    __slots__ = ("_max", "_min", "initial", "minimum", "rttvar", "samples", "srtt")
 
     def __init__(self, timing: Timing) -> None:
         self.initial = timing.initial_rtt_timeout
@@ -104,10 +104,13 @@ class RttEstimator:
         self.srtt: float | None = None
         self.rttvar = 0.0
         self.samples = 0
+        self.minimum = float("inf")  # the smallest sample: the path's own delay
 
     def update(self, sample: float) -> None:
         sample = max(sample, 0.0)
         self.samples += 1
+        if sample < self.minimum:
+            self.minimum = sample
         if self.srtt is None:
             self.srtt = sample
             self.rttvar = sample / 2

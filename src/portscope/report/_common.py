@@ -3,6 +3,7 @@ labels and run totals. Pure functions, no I/O."""
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -41,8 +42,15 @@ _UNPRINTABLE = re.compile(
     "\ud800-\udfff\ufeff\ufffe\uffff]"
 )
 
-# Characters XML 1.0 forbids anywhere in a document (Char production, section 2.2).
-_XML_ILLEGAL = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# Characters XML 1.0 forbids anywhere in a document (Char production, section 2.2);
+# compiled when first used (the negated class costs ~10 ms to compile, and only the XML
+# and HTML formats need it)
+_XML_ILLEGAL_PATTERN = "[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+
+
+@functools.cache
+def _xml_illegal() -> re.Pattern[str]:
+    return re.compile(_XML_ILLEGAL_PATTERN)
 
 
 def _escape_char(m: re.Match[str]) -> str:
@@ -71,9 +79,10 @@ def printable_lines(text: str) -> list[str]:
 def xml_safe(text: str) -> str:
     """*text* with the characters XML 1.0 cannot carry written as ``\\xNN``/``\\uNNNN``
     (everything else, including tab and newline, is kept)."""
-    if _XML_ILLEGAL.search(text) is None:
+    illegal = _xml_illegal()
+    if illegal.search(text) is None:
         return text
-    return _XML_ILLEGAL.sub(_escape_char, text)
+    return illegal.sub(_escape_char, text)
 
 
 _JSON_LINE_BREAKS = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"})
