@@ -30,6 +30,7 @@ from portscope.engine.rawsock import (
     SKF_AD_PKTTYPE,
     Insn,
     attach_filter,
+    close_packet_socket,
 )
 from portscope.engine.timing import RateController, RttEstimator, Timing, TokenBucket
 from portscope.errors import PermissionProblem
@@ -208,7 +209,9 @@ class LinkSocket:
     def __init__(self, ifname: str, kind: str, *, rcvbuf: int = 4 << 20) -> None:
         proto = ether.ETH_P_ARP if kind == "arp" else ether.ETH_P_IPV6
         try:
-            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(proto))
+            # protocol 0 until bound: binding a socket whose protocol hook is already
+            # registered makes the kernel wait for an RCU grace period (~15-30 ms)
+            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         except PermissionError:
             raise PermissionProblem(CAPABILITY_HELP) from None
         try:
@@ -249,7 +252,7 @@ class LinkSocket:
         return self.sock.fileno()
 
     def close(self) -> None:
-        self.sock.close()
+        close_packet_socket(self.sock)
 
 
 # -- the discovery loop -----------------------------------------------------------------------

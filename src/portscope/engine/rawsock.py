@@ -16,6 +16,7 @@ import os
 import random
 import socket
 import struct
+import threading
 
 from portscope.errors import PermissionProblem
 
@@ -238,10 +239,19 @@ class RawIO:
         return self.recv.fileno()
 
     def close(self) -> None:
-        for s in (self.send4, self.send6, self.recv, self._route4, self._route6,
-                  *self._reserved):
+        for s in (self.send4, self.send6, self._route4, self._route6, *self._reserved):
             s.close()
         self._reserved = []
+        close_packet_socket(self.recv)
+
+
+def close_packet_socket(sock: socket.socket) -> None:
+    """Close an AF_PACKET socket without waiting for it: the kernel's release of a packet
+    socket waits for an RCU grace period (synchronize_net, 8-16 ms), which a helper
+    thread can wait out while the scan goes on. The socket must not be used again."""
+    if sock.fileno() < 0:
+        return
+    threading.Thread(target=sock.close, name="close-packet-socket", daemon=True).start()
 
 
 class BatchReceiver:
