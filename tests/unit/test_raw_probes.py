@@ -157,3 +157,17 @@ def test_rtt_estimator_keeps_the_smallest_sample() -> None:
         est.update(sample)
     assert est.minimum == 0.0 and est.samples == 4  # (negative clock skew counts as 0)
     assert 0.1 <= est.timeout() <= 1.25  # within -T4 bounds
+
+
+def test_slow_start_decides_per_round_trip_on_a_fast_path() -> None:
+    rc = RateController(template(4), 0.0, 4)
+    start = rc.rate
+    rc.sent, rc.answers = int(start * 0.006), 30
+    assert not rc.tick(0.006)  # no path RTT known: the 25 ms interval
+    rc.path_rtt = 0.0002  # a LAN: decide every 5 ms (two round trips, 5 ms at least)
+    assert rc.tick(0.006) and rc.rate == 2 * start
+    rc.sent, rc.answers = int(rc.rate * 0.006), 10
+    assert not rc.tick(0.012)  # too few answers to judge loss yet: wait for the interval
+    rc.path_rtt = 0.2  # a long path: never slower than the 25 ms interval
+    rc.sent, rc.answers = int(rc.rate * 0.03), 30
+    assert rc.tick(0.031) and rc.rate == 4 * start

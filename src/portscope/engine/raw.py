@@ -364,7 +364,7 @@ class RawEngine:
             nonlocal active
             handled = replies = results = answers = 0
             g_src = b""
-            g = group_of(b"\0\0\0\0")
+            g: Any = None  # the group of g_src (looked up when the source changes)
             while True:
                 offsets = next_packets()
                 if not offsets:
@@ -611,6 +611,9 @@ class RawEngine:
             tail_probe[0] = -1.0  # armed when the source runs dry
             while not self._stop:
                 now = clock()
+                if rate.slow_start:
+                    low = self._last_group.rtt.minimum
+                    rate.path_rtt = low if low < 1.0 else None
                 if rate.tick(now):
                     bucket.rate = rate.rate
                     bucket.burst = max(1.0, rate.rate / 100)

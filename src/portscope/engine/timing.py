@@ -220,6 +220,7 @@ class RateController:
         "local_drops",
         "losses",
         "maximum",
+        "path_rtt",
         "rate",
         "sent",
         "slow_start",
@@ -242,6 +243,10 @@ class RateController:
         self.congestions = 0
         self.level = level
         self.history: list[tuple[float, float, str]] = []  # (time, rate, why) for -v output
+        # the path's round trip (the smallest seen) once known: slow start then decides
+        # every two round trips (5 ms at least) when that is sooner than its 25 ms, like a
+        # TCP sender's slow start, which doubles per round trip
+        self.path_rtt: float | None = None
 
     def on_sent(self, n: int = 1) -> None:
         self.sent += n
@@ -258,9 +263,16 @@ class RateController:
     def tick(self, now: float) -> bool:
         """Close the current interval if it is over; True if the rate changed."""
         elapsed = now - self.stamp
-        # slow start decides four times as often (every 25 ms: 5k -> 160k pps in 0.125 s):
-        # the ramp to the machine's rate is most of a short scan's overhead
-        if elapsed < (self.interval / 4 if self.slow_start else self.interval):
+        # slow start decides four times as often (every 25 ms: 5k -> 160k pps in 0.125 s),
+        # or every two round trips with 20 answers in: the ramp to the machine's rate is
+        # most of a short scan's overhead
+        if self.slow_start:
+            due = self.interval / 4
+            if self.path_rtt is not None and self.answers >= 20:
+                due = min(due, max(2 * self.path_rtt, 0.005))
+        else:
+            due = self.interval
+        if elapsed < due:
             return False
         old = self.rate
         why = ""
