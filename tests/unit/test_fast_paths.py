@@ -156,3 +156,17 @@ def test_format_port_list() -> None:
     for _ in range(300):
         nums = rng.sample(range(1, 200), rng.randrange(0, 60))
         assert sorted(iter_port_list(format_port_list(nums))) == sorted(nums)
+
+
+def test_collapse_memo_serves_both_predicates() -> None:
+    # one host collapsed for JSON (any service stays listed) and then for display (only a
+    # detected one does): the shared grouping must not leak one predicate into the other
+    guessed = Service(name="http")  # a port-table guess
+    ports = tuple(PortResult(p, Protocol.TCP, PortState.CLOSED, "reset", 64,
+                             guessed if p == 80 else None) for p in range(1, 200))
+    host = Host(address="198.18.0.2", status=HostStatus.UP, reason="user-set", ports=ports)
+    for _ in range(2):
+        assert collapse_host(host) == _ref_collapse(host, 25)
+        assert display_host(host) == _ref_display(host, 25)
+        assert [p.port for p in collapse_host(host).ports] == [80]
+        assert display_host(host).ports == ()

@@ -115,8 +115,9 @@ def raw_available() -> str | None:
     try:
         s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
         s.close()
-        s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
-        s.close()
+        # protocol 0: no packet is queued to it; closed by a helper thread (see
+        # close_packet_socket: the release of a packet socket waits ~10 ms)
+        close_packet_socket(socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0))
     except PermissionError:
         return "no permission to open raw sockets (needs root or CAP_NET_RAW)"
     except OSError as exc:

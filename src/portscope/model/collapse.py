@@ -9,9 +9,9 @@ but the reply TTLs of the summarised ports:
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
+from typing import Any
 
 from portscope.model.core import (
     ExtraPorts,
@@ -70,6 +70,53 @@ def collapse_host(host: Host, threshold: int = DEFAULT_COLLAPSE_THRESHOLD) -> Ho
     return replace(host, ports=tuple(sort_ports(keep)), extraports=(*host.extraports, *extras))
 
 
+# The last port tuple's grouping by state, and the summaries of its groups without any
+# service (those do not depend on *listed*): a scan's JSON and its terminal report collapse
+# the same host one after the other, and the grouping is a pass over every port.
+_memo: list[Any] = [None, None, None]
+
+
+def _group_by_state(ports: Iterable[PortResult]
+                    ) -> tuple[dict[PortState, tuple[list[PortResult], bool]],
+                               dict[PortState, tuple[ExtraReason, ...]]]:
+    if isinstance(ports, tuple) and _memo[0] is ports:
+        return _memo[1], _memo[2]
+    # (keyed by the state's string: an Enum member's hash is a Python-level call, and
+    # this runs once per port)
+    by_value: dict[str, list[PortResult]] = {}
+    for p in ports:
+        v = p.state._value_
+        members = by_value.get(v)
+        if members is None:
+            members = by_value[v] = []
+        members.append(p)
+    groups = {PortState(v): (members, any(p.service is not None for p in members))
+              for v, members in by_value.items()}
+    summaries: dict[PortState, tuple[ExtraReason, ...]] = {}
+    if isinstance(ports, tuple):
+        _memo[:] = [ports, groups, summaries]
+    return groups, summaries
+
+
+def _summarise(members: Iterable[PortResult]) -> tuple[ExtraReason, ...]:
+    by_reason: dict[tuple[str, Protocol], list[int]] = {}
+    last_r: str | None = None
+    last_p: Protocol | None = None
+    nums: list[int] = []
+    for p in members:
+        r, pr = p.reason, p.protocol
+        if r != last_r or pr is not last_p:  # runs of one (reason, protocol): one lookup
+            got = by_reason.get((r, pr))
+            if got is None:
+                got = by_reason[(r, pr)] = []
+            nums, last_r, last_p = got, r, pr
+        nums.append(p.port)
+    return tuple(
+        ExtraReason(reason=r, count=len(nums), protocol=proto, ports=format_port_list(nums))
+        for (r, proto), nums in sorted(by_reason.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    )
+
+
 def collapse_ports(ports: Iterable[PortResult], threshold: int,
                    listed: Callable[[PortResult], bool]
                    ) -> tuple[list[PortResult], list[ExtraPorts]]:
@@ -77,32 +124,25 @@ def collapse_ports(ports: Iterable[PortResult], threshold: int,
     *threshold* for the rest (open ports and those *listed* says must stay are never
     summarised). One pass over the ports and one per summarised group: it runs on every
     report of a 65,535-port scan."""
-    groups: dict[PortState, list[PortResult]] = defaultdict(list)
-    for p in ports:
-        groups[p.state].append(p)
+    groups, summaries = _group_by_state(ports)
     keep: list[PortResult] = []
     extras: list[ExtraPorts] = []
-    for state, members in groups.items():
+    for state, (members, with_service) in groups.items():
         if state in _NEVER_COLLAPSE or len(members) <= threshold:
             keep.extend(members)
+            continue
+        if not with_service:  # the usual case: nothing stays, the summary is shared
+            reasons = summaries.get(state)
+            if reasons is None:
+                reasons = summaries[state] = _summarise(members)
+            extras.append(ExtraPorts(state=state, count=len(members), reasons=reasons))
             continue
         stay = [p for p in members if p.service is not None and listed(p)]
         if len(members) - len(stay) <= threshold:
             keep.extend(members)
             continue
         keep.extend(stay)
-        by_reason: dict[tuple[str, Protocol], list[int]] = defaultdict(list)
-        if stay:
-            for p in members:
-                if p.service is None or not listed(p):
-                    by_reason[(p.reason, p.protocol)].append(p.port)
-        else:
-            for p in members:
-                by_reason[(p.reason, p.protocol)].append(p.port)
-        reasons = tuple(
-            ExtraReason(reason=r, count=len(nums), protocol=proto, ports=format_port_list(nums))
-            for (r, proto), nums in sorted(by_reason.items(), key=lambda kv: (-len(kv[1]), kv[0]))
-        )
+        reasons = _summarise(p for p in members if p.service is None or not listed(p))
         extras.append(ExtraPorts(state=state, count=len(members) - len(stay), reasons=reasons))
     return keep, extras
 
