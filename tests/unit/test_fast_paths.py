@@ -170,3 +170,23 @@ def test_collapse_memo_serves_both_predicates() -> None:
         assert display_host(host) == _ref_display(host, 25)
         assert [p.port for p in collapse_host(host).ports] == [80]
         assert display_host(host).ports == ()
+
+
+@pytest.mark.parametrize("n", [10, 3000])  # below and above the table's threshold
+def test_sort_ports_equals_the_plain_sort(n: int) -> None:
+    rng = random.Random(n)
+    ports = [PortResult(p, Protocol.TCP, PortState.CLOSED, "reset", 64)
+             for p in rng.sample(range(0, 65536), n)]
+    ports += [PortResult(p, Protocol.UDP, PortState.OPEN_FILTERED, "no-response")
+              for p in rng.sample(range(0, 65536), n // 2)]
+    rng.shuffle(ports)
+
+    def ref(ps: list[PortResult]) -> list[PortResult]:
+        return sorted(ps, key=lambda p: (p.protocol.value, p.port))
+
+    from portscope.model import sort_ports
+
+    assert sort_ports(ports) == ref(ports)
+    assert sort_ports(iter(ports)) == ref(ports)
+    twice = [*ports, ports[0]]  # the same port twice falls back to sorting
+    assert sort_ports(twice) == ref(twice)

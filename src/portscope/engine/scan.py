@@ -48,6 +48,8 @@ from portscope.targets.safety import check_targets
 if TYPE_CHECKING:  # engine.services imports the service probes (TLS, DNS ...): ~0.15 s
     from portscope.engine.services import Control, ServiceOptions
 
+_OPEN = PortState.OPEN  # (an Enum member lookup is a Python-level descriptor call)
+
 PortCallback = Callable[[str, PortResult], None]
 HostCallback = Callable[[Host], None]
 
@@ -327,7 +329,7 @@ class Scanner:
 
     def _record(self, address: str, result: PortResult) -> None:
         # once per port of the scan (65,535 for a -p- host): kept lean
-        if result.state is PortState.OPEN and result.service is None:
+        if result.state is _OPEN and result.service is None:
             name = service_db().name(result.port, result.protocol.value)
             if name:
                 result = replace(result, service=Service(name=name))

@@ -303,10 +303,25 @@ class PortResult:
 
 
 def sort_ports(ports: Iterable[PortResult]) -> list[PortResult]:
-    """*ports* in protocol, then port order (tcp before udp), as a new list. Two stable
-    sorts on C-level keys: 4x faster than one sort on a (protocol.value, port) lambda,
-    which matters for the 65,535 ports of a -p- scan."""
-    out = sorted(ports, key=_BY_PORT)
+    """*ports* in protocol, then port order (tcp before udp), as a new list.
+
+    It runs on the 65,535 ports of a -p- scan: many distinct ports are placed in a table
+    by number (linear, ~4x faster than sorting their random scan order); otherwise, or
+    with a port twice, two stable sorts on C-level keys."""
+    items = ports if isinstance(ports, list) else list(ports)
+    if len(items) >= 1024:
+        tcp: list[PortResult | None] = [None] * 65536
+        udp: list[PortResult | None] = [None] * 65536
+        t = Protocol.TCP
+        for p in items:
+            n = p.port
+            table = tcp if p.protocol is t else udp
+            if not 0 <= n <= 65535 or table[n] is not None:
+                break  # out of range, or the same port twice: sort instead
+            table[n] = p
+        else:
+            return [p for p in tcp if p is not None] + [p for p in udp if p is not None]
+    out = sorted(items, key=_BY_PORT)
     out.sort(key=_BY_PROTOCOL)  # StrEnum members compare as their strings
     return out
 
