@@ -67,3 +67,16 @@ def test_an_unwritable_cache_directory_is_no_error(sources: tuple[Path, Path], t
     (tmp_path / "blocked").write_text("a file where the directory would be")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "blocked"))
     assert _fresh().name(22) == "ssh"
+
+
+def test_the_lazily_decoded_part_falls_back_to_parsing(sources: tuple[Path, Path],
+                                                       tmp_path: Path) -> None:
+    import marshal
+
+    good = _fresh()
+    [cache] = (tmp_path / "cache" / "portscope").glob("services-*.marshal")
+    fmt, by_port, source, rank, _rest = marshal.loads(cache.read_bytes())
+    cache.write_bytes(marshal.dumps((fmt, by_port, source, rank, b"\x00junk")))
+    db = _fresh()
+    assert db.name(22) == "ssh"  # from the cache
+    assert db.lookup("www") == [("tcp", 80)] and db == good  # the rest parsed again

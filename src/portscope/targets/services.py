@@ -23,6 +23,7 @@ import hashlib
 import marshal
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -36,15 +37,47 @@ NMAP_SERVICES_PATHS = (
 )
 
 
-@dataclass
+NameIndex = dict[str, dict[tuple[str, int], None]]
+Frequencies = dict[tuple[str, int], float]
+
+
+@dataclass(eq=False)
 class ServiceDB:
     by_port: dict[tuple[str, int], str] = field(default_factory=dict)
-    # name -> {(proto, port): None}: an insertion-ordered set ("unknown" has thousands)
-    by_name: dict[str, dict[tuple[str, int], None]] = field(default_factory=dict)
-    # (proto, port) -> open frequency (higher = more often open), from nmap-services
-    frequency: dict[tuple[str, int], float] = field(default_factory=dict)
     ranking_source: str = ""
     builtin_rank: list[tuple[str, int]] = field(default_factory=list)
+    # name -> {(proto, port): None}: an insertion-ordered set ("unknown" has thousands)
+    _by_name: NameIndex = field(default_factory=dict, repr=False)
+    # (proto, port) -> open frequency (higher = more often open), from nmap-services
+    _frequency: Frequencies = field(default_factory=dict, repr=False)
+    # from the cache: the name index and the frequencies are decoded when first used (a
+    # scan of given port numbers needs neither: ~30 ms of every start)
+    _later: Callable[[], tuple[NameIndex, Frequencies]] | None = field(default=None,
+                                                                       repr=False)
+
+    def _load(self) -> None:
+        if self._later is not None:
+            later, self._later = self._later, None
+            self._by_name, self._frequency = later()
+
+    @property
+    def by_name(self) -> NameIndex:
+        self._load()
+        return self._by_name
+
+    @property
+    def frequency(self) -> Frequencies:
+        self._load()
+        return self._frequency
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ServiceDB):
+            return NotImplemented
+        return (self.by_port, self.by_name, self.frequency, self.ranking_source,
+                self.builtin_rank) == (other.by_port, other.by_name, other.frequency,
+                                       other.ranking_source, other.builtin_rank)
+
+    __hash__ = None  # type: ignore[assignment]
 
     def add(self, name: str, proto: str, port: int, *, override: bool = False) -> None:
         key = (proto, port)
@@ -128,7 +161,8 @@ def service_db() -> ServiceDB:
     candidates = (nmap_path,) if nmap_path is not None else NMAP_SERVICES_PATHS
     nmap_file = next((p for p in candidates if p and os.path.isfile(p)), None)
     cache = _cache_file(system_path, nmap_file)
-    db = _load_cache(cache) if cache is not None else None
+    db = _load_cache(cache, lambda: _build(system_path, nmap_file)) \
+        if cache is not None else None
     if db is None:
         db = _build(system_path, nmap_file)
         if cache is not None:
@@ -159,7 +193,7 @@ def _build(system_path: str, nmap_file: str | None) -> ServiceDB:
 # nmap-services' 27,000 lines costs ~0.1 s at every start, loading the cache ~0.03 s. The
 # file name is a digest of the sources' paths, sizes and modification times, so a changed
 # source is parsed again; an unreadable, corrupt or foreign cache file is ignored.
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2
 
 
 def _cache_file(system_path: str, nmap_file: str | None) -> Path | None:
@@ -181,23 +215,36 @@ def _cache_file(system_path: str, nmap_file: str | None) -> Path | None:
     return Path(base) / "portscope" / f"services-{digest}.marshal"
 
 
-def _load_cache(path: Path) -> ServiceDB | None:
+def _load_cache(path: Path, rebuild: Callable[[], ServiceDB]) -> ServiceDB | None:
+    """The cached database, its name index and frequencies still encoded (*rebuild*
+    parses the sources should that part turn out corrupt)."""
     try:
         with open(path, "rb") as fh:
             data = marshal.loads(fh.read())
-        fmt, by_port, by_name, frequency, source, rank = data
-        if fmt != _CACHE_FORMAT or not all(isinstance(x, dict) for x in
-                                           (by_port, by_name, frequency)):
+        fmt, by_port, source, rank, rest = data
+        if fmt != _CACHE_FORMAT or not isinstance(by_port, dict) or \
+                not isinstance(rest, bytes):
             return None
-        return ServiceDB(by_port=by_port, by_name=by_name, frequency=frequency,
-                         ranking_source=str(source), builtin_rank=list(rank))
     except (OSError, EOFError, ValueError, TypeError):
         return None
 
+    def later() -> tuple[NameIndex, Frequencies]:
+        try:
+            by_name, frequency = marshal.loads(rest)
+            if isinstance(by_name, dict) and isinstance(frequency, dict):
+                return by_name, frequency
+        except (EOFError, ValueError, TypeError):
+            pass
+        fresh = rebuild()
+        return fresh.by_name, fresh.frequency
+
+    return ServiceDB(by_port=by_port, ranking_source=str(source), builtin_rank=list(rank),
+                     _later=later)
+
 
 def _save_cache(path: Path, db: ServiceDB) -> None:
-    data = (_CACHE_FORMAT, db.by_port, db.by_name, db.frequency, db.ranking_source,
-            db.builtin_rank)
+    data = (_CACHE_FORMAT, db.by_port, db.ranking_source, db.builtin_rank,
+            marshal.dumps((db.by_name, db.frequency)))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".services-")
