@@ -159,6 +159,7 @@ class RawEngine:
                 sender = ProcessSender(io.send4.fileno(), io.send6.fileno())
             except OSError:
                 sender = None
+        affinity = sender.pin() if sender is not None else None
         base = io.port_base
         span = io.SPAN
         cookie_of = Cookie(os.urandom(16))
@@ -737,6 +738,7 @@ class RawEngine:
                 gc.enable()
             if sender is not None:
                 sender.close()
+                sender.unpin(affinity)
             io.close()
             stats.finished = clock()
         return stats
