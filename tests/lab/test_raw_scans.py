@@ -79,6 +79,20 @@ def test_syn_full_range_finds_every_open_port(target: LabHost, tmp_path: Path,
         assert got[p] == ("closed", "reset")
 
 
+@pytest.mark.parametrize("family", ["ipv4", "ipv6"])
+def test_without_mmsg_the_same_states(target: LabHost, tmp_path: Path, family: str,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # one packet per system call both ways (where recvmmsg/sendmmsg are not reachable):
+    # the fallback gives the batched paths' states
+    addr = target.addr4 if family == "ipv4" else target.addr6
+    batched = scan("-sS", "-p", PORTS, "-T4", "-Pn", addr, tmp=tmp_path)
+    monkeypatch.setenv("PORTSCOPE_NO_MMSG", "1")
+    single = scan("-sS", "-p", PORTS, "-T4", "-Pn", addr, tmp=tmp_path)
+    assert single == batched
+    assert sorted(p for p, (s, _) in single.items() if s == "open") == \
+        [p for p in open_ports() if p <= 3000 or p in (40000, 61000, 65535)]
+
+
 @pytest.mark.parametrize(("flag", "family"), [(f, fam) for f in "SFNXAW"
                                               for fam in ("ipv4", "ipv6")])
 def test_states_equal_nmap(target: LabHost, tmp_path: Path, flag: str, family: str,

@@ -336,7 +336,7 @@ class RawEngine:
 
         # many packets per system call where recvmmsg can be reached (ctypes, libc)
         batch: BatchReceiver | None = None
-        if type(io) is RawIO:
+        if type(io) is RawIO and not os.environ.get("PORTSCOPE_NO_MMSG"):
             try:
                 batch = BatchReceiver(io.fileno())
             except (OSError, AttributeError):

@@ -5,7 +5,10 @@ two-core machine.
 
 The engine writes frames ``[u16 length][packet]`` to the helper's stdin (a pipe; the
 destination is the packet's own); the helper inherits the two raw sockets (it opens nothing, so it
-needs no privileges of its own) and exits at EOF, printing how many sends failed.
+needs no privileges of its own) and exits at EOF, printing how many sends failed. It sends
+with ``sendmmsg(2)`` through ctypes (up to 1,024 packets per call), or one ``sendto`` per
+packet where that is not available (or ``PORTSCOPE_NO_MMSG`` is set: the tests' way to run
+the fallback).
 """
 
 from __future__ import annotations
@@ -74,6 +77,8 @@ def batched():
     # sendmmsg(2): up to N packets per system call, straight from the read buffer (the
     # frames stay where they were read; iovecs and message headers point into it)
     global fails
+    if os.environ.get("PORTSCOPE_NO_MMSG"):
+        raise OSError("sendmmsg disabled")
     libc = ctypes.CDLL(None, use_errno=True)
     sendmmsg = libc.sendmmsg
     sendmmsg.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int)
