@@ -159,7 +159,6 @@ class RawEngine:
                 sender = ProcessSender(io.send4.fileno(), io.send6.fileno())
             except OSError:
                 sender = None
-        affinity = sender.pin() if sender is not None else None
         base = io.port_base
         span = io.SPAN
         cookie_of = Cookie(os.urandom(16))
@@ -704,6 +703,7 @@ class RawEngine:
 
         # the hot loop allocates no reference cycles: the cyclic GC would only rescan the
         # (large, long-lived) heap of the process every few thousand results
+        affinity = sender.pin() if sender is not None else None
         gc_enabled = gc.isenabled()
         gc.disable()
         try:
@@ -737,8 +737,10 @@ class RawEngine:
             if gc_enabled:
                 gc.enable()
             if sender is not None:
-                sender.close()
-                sender.unpin(affinity)
+                try:
+                    sender.close()
+                finally:
+                    sender.unpin(affinity)
             io.close()
             stats.finished = clock()
         return stats
