@@ -172,6 +172,16 @@ sys.stdout.write(f"{fails}\n")
 F_SETPIPE_SZ = 1031
 
 
+def _current_cpu() -> int:
+    """sched_getcpu(3), or -1."""
+    try:
+        import ctypes
+
+        return int(ctypes.CDLL(None).sched_getcpu())
+    except (OSError, AttributeError):
+        return -1
+
+
 class ProcessSender:
     """Queue packets for the helper process; ``flush()`` writes without blocking."""
 
@@ -244,12 +254,17 @@ class ProcessSender:
         allowed): the kernel's per-packet work (the helper's sends, and the replies they
         trigger, handled in the same softirq) stays off the engine's CPU. Left to the
         scheduler, the two sometimes share a core for a while: the same -p- scan then
-        took 1.4 instead of 1.15 s. Returns the affinity to restore (``unpin``)."""
+        took 1.4 instead of 1.15 s. The engine stays on the CPU it runs on, the helper
+        gets the others; ``PORTSCOPE_NO_PIN`` turns this off. Returns the affinity to
+        restore (``unpin``)."""
         try:
             allowed = os.sched_getaffinity(0)
-            if len(allowed) < 2:
+            if len(allowed) < 2 or os.environ.get("PORTSCOPE_NO_PIN"):
                 return None
-            mine = min(allowed)
+            # the CPU the scheduler has put us on (several scans at once stay spread)
+            mine = _current_cpu()
+            if mine not in allowed:
+                mine = min(allowed)
             os.sched_setaffinity(self.proc.pid, allowed - {mine})
             os.sched_setaffinity(0, {mine})
         except (OSError, AttributeError):
