@@ -7,9 +7,11 @@ internal error (exit 70; ``PORTSCOPE_DEBUG=1`` shows the traceback).
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import os
 import sys
+import threading
 from typing import Any
 
 import click
@@ -63,6 +65,36 @@ def cli() -> None:
 def fail(message: str, code: int) -> None:
     click.echo(f"portscope: error: {message}", err=True)
     sys.exit(code)
+
+
+def run() -> None:
+    """The command's entry point (console script and ``python -m portscope``): ``main``,
+    then the interpreter's exit without its teardown. Freeing every object of a large
+    scan one by one (65,535 port results after a -p- scan) took 0.05-0.15 s after the
+    work was done; the exit handlers still run (and anything still running, a thread or
+    a child process, gets the normal, complete exit instead)."""
+    try:
+        main()
+        status: Any = 0
+    except SystemExit as exc:
+        status = exc.code
+    if status is None:
+        status = 0
+    elif not isinstance(status, int):
+        click.echo(str(status), err=True)
+        status = 1
+    busy = any(t.is_alive() and not t.daemon for t in threading.enumerate()
+               if t is not threading.main_thread())
+    mp = sys.modules.get("multiprocessing")
+    if busy or (mp is not None and mp.active_children()):
+        sys.exit(status)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)
 
 
 def main(argv: list[str] | None = None) -> Any:
