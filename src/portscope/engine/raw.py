@@ -184,7 +184,7 @@ class RawEngine:
         # probes in send order; a probe expires when it has waited its group's *current*
         # timeout (so early probes sent before the first RTT sample do not wait for the
         # conservative initial timeout). A FIFO, not a heap: timeouts are per /24.
-        heap: deque[tuple[float, int, tuple[bytes, int], float]] = deque()
+        heap: deque[tuple[float, int, tuple[bytes, int]]] = deque()
         retry: deque[tuple[bytes, int]] = deque()
         templates: dict[str, tuple[bytes, Any, bytes, bytes, int]] = {}
         active = 0
@@ -289,7 +289,7 @@ class RawEngine:
             # (and as nmap's do): the timeout already follows the measured RTT and its
             # variance; late answers to an earlier try still count (the source port
             # names the try)
-            heap.append((now, serial, key, 1.0))
+            heap.append((now, serial, key))
             return True
 
         fast4 = _FAST4.unpack_from
@@ -535,7 +535,7 @@ class RawEngine:
                                   ~x & 0xFFFF, 0, opts)
                     ser += 1
                     flights[key] = [probe, 1, now, ck, ser, INFLIGHT]
-                    heap.append((now, ser, key, 1.0))
+                    heap.append((now, ser, key))
                     sent += 1
                 if got < want:
                     source_done = True
@@ -553,7 +553,7 @@ class RawEngine:
             to = 0.0
             timeouts: dict[bytes, float] = {}  # per group, for this call
             while heap:
-                sent_at, ser, key, factor = heap[0]
+                sent_at, ser, key = heap[0]
                 t = key[0]
                 if t is not last_t:
                     gk = t[:3] if len(t) == 4 else t[:8]
@@ -561,7 +561,7 @@ class RawEngine:
                     if to < 0:
                         to = timeouts[gk] = group_of(t).rtt.timeout()
                     last_t = t
-                if now - sent_at < to * factor:
+                if now - sent_at < to:
                     break
                 heap.popleft()
                 e = flights.get(key)
@@ -695,7 +695,7 @@ class RawEngine:
                 idle = 0.05
                 if heap:
                     h0 = heap[0]
-                    due = h0[0] + group_of(h0[2][0]).rtt.timeout() * h0[3]
+                    due = h0[0] + group_of(h0[2][0]).rtt.timeout()
                     idle = min(idle, max(due - now, 0.0))
                 if (retry or not source_done) and active < cap and can_send():
                     idle = min(idle, bucket.wait_time(now))
